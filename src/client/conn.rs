@@ -1,0 +1,236 @@
+//! One RESP connection: a byte stream plus a reused write buffer and a reused read buffer.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+
+use crate::client::encode;
+use crate::client::resp::{self, ProtocolError, Reply, ReplyKind};
+use crate::config::{Protocol, RedisConfig};
+use crate::error::ErrorClass;
+
+/// Read buffer size at start; it only grows for a reply larger than it.
+const INITIAL_READ_BUFFER: usize = 64 * 1024;
+
+/// A failure on an established connection. After any of these the connection is out of step
+/// with the server (a reply may still be on its way), so the caller must reconnect.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("server closed the connection")]
+    Closed,
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+}
+
+impl ConnError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ConnError::Io(e) => ErrorClass::from_io(e),
+            ConnError::Closed => ErrorClass::ConnectionError,
+            ConnError::Protocol(_) => ErrorClass::Unknown,
+        }
+    }
+}
+
+/// Why a connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Conn(#[from] ConnError),
+    /// The server answered a handshake command with an error (message as the server sent it).
+    #[error("{command} failed: {message}")]
+    Rejected {
+        command: &'static str,
+        message: String,
+        class: ErrorClass,
+    },
+}
+
+impl ConnectError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ConnectError::Io(e) => match ErrorClass::from_io(e) {
+                ErrorClass::Unknown => ErrorClass::ConnectionError,
+                c => c,
+            },
+            ConnectError::Conn(e) => e.class(),
+            ConnectError::Rejected { class, .. } => *class,
+        }
+    }
+}
+
+/// A RESP connection over any byte stream.
+pub struct RespConnection<S> {
+    stream: S,
+    write_buf: Vec<u8>,
+    read_buf: Vec<u8>,
+    /// Unconsumed bytes are `read_buf[read_start..read_end]`.
+    read_start: usize,
+    read_end: usize,
+}
+
+impl<S: Read + Write> RespConnection<S> {
+    pub fn new(stream: S) -> Self {
+        RespConnection {
+            stream,
+            write_buf: Vec::with_capacity(16 * 1024),
+            read_buf: vec![0; INITIAL_READ_BUFFER],
+            read_start: 0,
+            read_end: 0,
+        }
+    }
+
+    /// The buffer the next batch is encoded into; [`flush`](Self::flush) sends and clears it.
+    #[inline]
+    pub fn request_buf(&mut self) -> &mut Vec<u8> {
+        &mut self.write_buf
+    }
+
+    /// Writes the whole request buffer with one write (the kernel may split it) and clears it.
+    pub fn flush(&mut self) -> Result<(), ConnError> {
+        let result = self.stream.write_all(&self.write_buf);
+        self.write_buf.clear();
+        result.map_err(ConnError::from)
+    }
+
+    /// Reads the next reply. Its payload is valid until the next read: see [`payload`](Self::payload).
+    /// Out-of-band RESP3 pushes are skipped (no workload here subscribes).
+    pub fn read_reply(&mut self) -> Result<Reply, ConnError> {
+        loop {
+            if let Some((reply, used)) = resp::scan(&self.read_buf[self.read_start..self.read_end])?
+            {
+                let reply = reply.shifted(self.read_start);
+                self.read_start += used;
+                if self.read_start == self.read_end {
+                    self.read_start = 0;
+                    self.read_end = 0;
+                }
+                if matches!(reply.kind, ReplyKind::Push(_)) {
+                    continue;
+                }
+                return Ok(reply);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// The payload bytes of a reply returned by the last [`read_reply`](Self::read_reply).
+    #[inline]
+    pub fn payload(&self, reply: &Reply) -> &[u8] {
+        &self.read_buf[reply.payload.clone()]
+    }
+
+    /// Reads more bytes, first making room by moving the unconsumed tail to the front, and
+    /// growing only when one reply is larger than the whole buffer.
+    fn fill(&mut self) -> Result<(), ConnError> {
+        if self.read_end == self.read_buf.len() {
+            if self.read_start > 0 {
+                self.read_buf.copy_within(self.read_start..self.read_end, 0);
+                self.read_end -= self.read_start;
+                self.read_start = 0;
+            } else {
+                let bigger = self.read_buf.len() * 2;
+                self.read_buf.resize(bigger, 0);
+            }
+        }
+        let n = loop {
+            match self.stream.read(&mut self.read_buf[self.read_end..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if n == 0 {
+            return Err(ConnError::Closed);
+        }
+        self.read_end += n;
+        Ok(())
+    }
+
+    /// Sends already-encoded commands and checks each reply is not an error
+    /// (connection setup only). `names` labels the commands for error messages.
+    fn run_setup(&mut self, names: &[&'static str]) -> Result<(), ConnectError> {
+        self.flush()?;
+        let mut first_error = None;
+        for &name in names {
+            let reply = self.read_reply()?;
+            if reply.is_error() && first_error.is_none() {
+                let message = String::from_utf8_lossy(self.payload(&reply)).into_owned();
+                let class = ErrorClass::from_error_reply(message.as_bytes());
+                first_error = Some(ConnectError::Rejected {
+                    command: name,
+                    message,
+                    class,
+                });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Authenticates, negotiates the protocol, selects the database and names the connection.
+    pub fn handshake(&mut self, cfg: &RedisConfig, client_name: &str) -> Result<(), ConnectError> {
+        let user = cfg.username.as_deref().unwrap_or("default");
+        let db = cfg.db.to_string();
+        let mut names: Vec<&'static str> = Vec::new();
+        let buf = &mut self.write_buf;
+        match cfg.protocol {
+            Protocol::Resp3 => {
+                let mut args: Vec<&[u8]> = vec![b"HELLO", b"3"];
+                if let Some(password) = &cfg.password {
+                    args.extend_from_slice(&[
+                        b"AUTH",
+                        user.as_bytes(),
+                        password.expose().as_bytes(),
+                    ]);
+                }
+                args.extend_from_slice(&[b"SETNAME", client_name.as_bytes()]);
+                encode::command_args(buf, &args);
+                names.push("HELLO");
+            }
+            Protocol::Resp2 => {
+                if let Some(password) = &cfg.password {
+                    match &cfg.username {
+                        Some(u) => encode::command_args(
+                            buf,
+                            &[b"AUTH", u.as_bytes(), password.expose().as_bytes()],
+                        ),
+                        None => encode::command_args(buf, &[b"AUTH", password.expose().as_bytes()]),
+                    }
+                    names.push("AUTH");
+                }
+                encode::command_args(buf, &[b"CLIENT", b"SETNAME", client_name.as_bytes()]);
+                names.push("CLIENT SETNAME");
+            }
+        }
+        if cfg.db != 0 {
+            encode::command_args(buf, &[b"SELECT", db.as_bytes()]);
+            names.push("SELECT");
+        }
+        self.run_setup(&names)
+    }
+}
+
+/// Opens a TCP connection with the configured timeouts and TCP_NODELAY, then runs the handshake.
+pub fn connect(
+    cfg: &RedisConfig,
+    client_name: &str,
+) -> Result<RespConnection<TcpStream>, ConnectError> {
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
+    for addr in (cfg.host.as_str(), cfg.port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(cfg.socket_timeout))?;
+                stream.set_write_timeout(Some(cfg.socket_timeout))?;
+                let mut conn = RespConnection::new(stream);
+                conn.handshake(cfg, client_name)?;
+                return Ok(conn);
+            }
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error.into())
+}

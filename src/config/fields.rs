@@ -1,0 +1,596 @@
+//! The one table of every configuration field.
+//!
+//! Each row names the field's config-file key, CLI flag, environment variable, built-in default
+//! and help text. The CLI parser, the environment and `.env` readers, the config-file walker,
+//! `--show-config`, `--save-config`, the JSON report and `.env.example` are all generated from
+//! [`FIELDS`], so a field added here shows up everywhere and names cannot drift apart.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Number, Value};
+
+use super::Source;
+use super::parse::parse_weights_text;
+
+/// How a field's value is typed when it leaves the text world (JSON report, saved YAML).
+///
+/// Parsing and validation are per field (ranges differ); this only decides the JSON shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    /// Unsigned integer.
+    Int,
+    Float,
+    /// A duration; resolved text is in seconds, so it is a JSON number.
+    Duration,
+    Bool,
+    /// Comma-separated list (a YAML/JSON list in config files).
+    List,
+    /// `{"NAME": number}` (a YAML/JSON mapping in config files).
+    Map,
+}
+
+/// One configuration field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSpec {
+    /// `section.name`, as in the config file.
+    pub key: &'static str,
+    /// Long CLI flag without the leading `--`.
+    pub flag: &'static str,
+    /// Environment / `.env` variable.
+    pub env: &'static str,
+    /// Built-in default as text; `None` means "not set".
+    pub default: Option<&'static str>,
+    /// Never printed: redacted in errors, `--show-config`, the report; omitted from saved YAML.
+    pub secret: bool,
+    /// One-line help without a trailing period (the default is appended where shown).
+    pub help: &'static str,
+    /// A boolean flag: `--quiet` alone means true.
+    pub is_bool: bool,
+    /// JSON/YAML shape of the value.
+    pub kind: Kind,
+}
+
+impl FieldSpec {
+    /// The section part of the key (`redis` for `redis.host`).
+    pub fn section(&self) -> &'static str {
+        self.key.split_once('.').map_or(self.key, |(s, _)| s)
+    }
+
+    /// The name part of the key (`host` for `redis.host`).
+    pub fn name(&self) -> &'static str {
+        self.key.split_once('.').map_or(self.key, |(_, n)| n)
+    }
+}
+
+/// Config-file sections, in display order.
+pub const SECTIONS: &[&str] = &["redis", "test", "workload", "output", "identity"];
+
+/// Shorthand for the table rows below: most fields are neither secret nor boolean.
+const fn field(
+    key: &'static str,
+    flag: &'static str,
+    env: &'static str,
+    default: Option<&'static str>,
+    kind: Kind,
+    help: &'static str,
+) -> FieldSpec {
+    FieldSpec {
+        key,
+        flag,
+        env,
+        default,
+        secret: false,
+        help,
+        is_bool: matches!(kind, Kind::Bool),
+        kind,
+    }
+}
+
+/// Every configuration field, grouped by section in [`SECTIONS`] order.
+pub static FIELDS: &[FieldSpec] = &[
+    // --- redis ---
+    field(
+        "redis.host",
+        "host",
+        "REDIS_HOST",
+        Some("localhost"),
+        Kind::Str,
+        "Redis server host name or IP address",
+    ),
+    field(
+        "redis.port",
+        "port",
+        "REDIS_PORT",
+        Some("6379"),
+        Kind::Int,
+        "Redis server port (1-65535)",
+    ),
+    field(
+        "redis.username",
+        "username",
+        "REDIS_USERNAME",
+        None,
+        Kind::Str,
+        "ACL user name for AUTH; not set: the default user",
+    ),
+    FieldSpec {
+        secret: true,
+        ..field(
+            "redis.password",
+            "password",
+            "REDIS_PASSWORD",
+            None,
+            Kind::Str,
+            "Password for AUTH; a secret, never printed or saved",
+        )
+    },
+    field(
+        "redis.db",
+        "db",
+        "REDIS_DB",
+        Some("0"),
+        Kind::Int,
+        "Database number to SELECT",
+    ),
+    field(
+        "redis.protocol",
+        "protocol",
+        "REDIS_PROTOCOL",
+        Some("3"),
+        Kind::Int,
+        "RESP protocol version: 2 or 3",
+    ),
+    field(
+        "redis.socket_timeout",
+        "socket-timeout",
+        "REDIS_SOCKET_TIMEOUT",
+        Some("5.0"),
+        Kind::Duration,
+        "Read/write timeout of every socket, in seconds (or a duration like 500ms)",
+    ),
+    field(
+        "redis.connect_timeout",
+        "connect-timeout",
+        "REDIS_SOCKET_CONNECT_TIMEOUT",
+        Some("5.0"),
+        Kind::Duration,
+        "Connect timeout, in seconds (or a duration like 500ms)",
+    ),
+    // --- test ---
+    field(
+        "test.clients",
+        "clients",
+        "TEST_CLIENT_INSTANCES",
+        Some("4"),
+        Kind::Int,
+        "Client instances; workers = clients x threads-per-client",
+    ),
+    field(
+        "test.threads_per_client",
+        "threads-per-client",
+        "TEST_THREADS_PER_CLIENT",
+        Some("10"),
+        Kind::Int,
+        "Worker threads per client, one connection each (at most 10000 workers in total)",
+    ),
+    field(
+        "test.duration",
+        "duration",
+        "TEST_DURATION",
+        None,
+        Kind::Duration,
+        "Run length: seconds (30, 2.5), humantime (90s, 1m30s) or ISO-8601 (PT1M30S); not set: until Ctrl-C",
+    ),
+    field(
+        "test.target_ops_per_second",
+        "target-ops-per-second",
+        "TEST_TARGET_OPS_PER_SECOND",
+        None,
+        Kind::Float,
+        "Total target rate in commands/s (open loop); not set: as fast as possible",
+    ),
+    field(
+        "test.seed",
+        "seed",
+        "TEST_SEED",
+        None,
+        Kind::Int,
+        "RNG seed for reproducible keys, values and commands; not set: random",
+    ),
+    // --- workload ---
+    field(
+        "workload.profile",
+        "workload-profile",
+        "TEST_WORKLOAD_PROFILE",
+        Some("basic_rw"),
+        Kind::Str,
+        "Workload profile (see list-profiles)",
+    ),
+    field(
+        "workload.operations",
+        "operations",
+        "TEST_OPERATIONS",
+        None,
+        Kind::List,
+        "Comma-separated commands to send, from SET, GET, DEL, INCR; not set: the profile's",
+    ),
+    field(
+        "workload.operation_weights",
+        "operation-weights",
+        "TEST_OPERATION_WEIGHTS",
+        None,
+        Kind::Map,
+        "Relative command weights: {\"SET\":0.4,\"GET\":0.6} or SET:0.4,GET:0.6; not set: the profile's",
+    ),
+    field(
+        "workload.key_prefix",
+        "key-prefix",
+        "TEST_KEY_PREFIX",
+        Some("test_key"),
+        Kind::Str,
+        "Key prefix; keys are <prefix>:<n>",
+    ),
+    field(
+        "workload.key_range",
+        "key-range",
+        "TEST_KEY_RANGE",
+        Some("10000"),
+        Kind::Int,
+        "Number of distinct keys (n in 0..key-range)",
+    ),
+    field(
+        "workload.value_size",
+        "value-size",
+        "TEST_VALUE_SIZE",
+        None,
+        Kind::Int,
+        "Fixed value size in bytes; wins over value-size-min/max unless those are set at a higher precedence",
+    ),
+    field(
+        "workload.value_size_min",
+        "value-size-min",
+        "TEST_VALUE_SIZE_MIN",
+        Some("100"),
+        Kind::Int,
+        "Minimum value size in bytes (sizes are uniform in min..=max)",
+    ),
+    field(
+        "workload.value_size_max",
+        "value-size-max",
+        "TEST_VALUE_SIZE_MAX",
+        Some("1000"),
+        Kind::Int,
+        "Maximum value size in bytes (at most 512 MiB)",
+    ),
+    field(
+        "workload.use_pipeline",
+        "use-pipeline",
+        "TEST_USE_PIPELINE",
+        Some("false"),
+        Kind::Bool,
+        "Send commands in pipelined batches",
+    ),
+    field(
+        "workload.pipeline_size",
+        "pipeline-size",
+        "TEST_PIPELINE_SIZE",
+        Some("10"),
+        Kind::Int,
+        "Commands per pipelined batch (1-100000)",
+    ),
+    // --- output ---
+    field(
+        "output.metrics_interval",
+        "metrics-interval",
+        "METRICS_INTERVAL",
+        Some("5"),
+        Kind::Duration,
+        "Seconds between interval reports (or a duration like 500ms)",
+    ),
+    field(
+        "output.output_file",
+        "output-file",
+        "OUTPUT_FILE",
+        None,
+        Kind::Str,
+        "Write the final JSON report to this file",
+    ),
+    field(
+        "output.quiet",
+        "quiet",
+        "QUIET",
+        Some("false"),
+        Kind::Bool,
+        "Do not print interval reports on the console",
+    ),
+    field(
+        "output.log_level",
+        "log-level",
+        "LOG_LEVEL",
+        Some("INFO"),
+        Kind::Str,
+        "Log level: error, warn, info, debug or trace",
+    ),
+    field(
+        "output.log_file",
+        "log-file",
+        "LOG_FILE",
+        None,
+        Kind::Str,
+        "Write logs to this file instead of stderr",
+    ),
+    // --- identity ---
+    field(
+        "identity.app_name",
+        "app-name",
+        "APP_NAME",
+        Some("rust"),
+        Kind::Str,
+        "Application name label in reports",
+    ),
+    field(
+        "identity.instance_id",
+        "instance-id",
+        "INSTANCE_ID",
+        None,
+        Kind::Str,
+        "Instance label in reports; not set: <hostname>-<pid>",
+    ),
+    field(
+        "identity.run_id",
+        "run-id",
+        "RUN_ID",
+        None,
+        Kind::Str,
+        "Run label in reports; not set: a generated unique id",
+    ),
+    // `--version` prints the program version (clap's -V/--version), so this label gets
+    // `--app-version`; the variable keeps the name VERSION.
+    field(
+        "identity.version",
+        "app-version",
+        "VERSION",
+        Some(env!("CARGO_PKG_VERSION")),
+        Kind::Str,
+        "Version label in reports",
+    ),
+];
+
+/// The field with this key, if any.
+pub fn find(key: &str) -> Option<&'static FieldSpec> {
+    FIELDS.iter().find(|f| f.key == key)
+}
+
+/// The field with this key. Keys passed here are literals in this crate, so a miss is a bug.
+pub(crate) fn spec(key: &str) -> &'static FieldSpec {
+    find(key).unwrap_or_else(|| panic!("no field {key} in config::fields::FIELDS"))
+}
+
+/// The fields of one section, in table order.
+pub fn section_fields(section: &str) -> impl Iterator<Item = &'static FieldSpec> + '_ {
+    FIELDS.iter().filter(move |f| f.section() == section)
+}
+
+/// A resolved value as typed JSON (`null` for an empty text, i.e. not set).
+///
+/// Falls back to a JSON string when the text does not have the field's shape, which only
+/// happens for redacted secrets or text built outside the loader.
+pub fn typed_value(spec: &FieldSpec, text: &str) -> Value {
+    if text.is_empty() {
+        return Value::Null;
+    }
+    if spec.secret {
+        return Value::String(text.to_string());
+    }
+    let typed = match spec.kind {
+        Kind::Str => None,
+        Kind::Int => text
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(|n| Value::Number(n.into())),
+        Kind::Float | Kind::Duration => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .map(Value::Number),
+        Kind::Bool => super::parse::parse_bool_text(text).map(Value::Bool),
+        Kind::List => Some(Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        )),
+        Kind::Map => parse_weights_text(text).ok().map(|pairs| {
+            let mut map = Map::new();
+            for (name, weight) in pairs {
+                let number = Number::from_f64(weight).map_or(Value::Null, Value::Number);
+                map.insert(name, number);
+            }
+            Value::Object(map)
+        }),
+    };
+    typed.unwrap_or_else(|| Value::String(text.to_string()))
+}
+
+/// The resolved configuration as `{section: {name: value}}` with typed values.
+///
+/// Secrets are expected to be redacted in `resolved` already; they are passed through as text.
+pub fn to_nested_json(resolved: &BTreeMap<&'static str, (String, Source)>) -> Value {
+    let mut root = Map::new();
+    for section in SECTIONS {
+        let mut fields = Map::new();
+        for spec in section_fields(section) {
+            let value = resolved
+                .get(spec.key)
+                .map_or(Value::Null, |(text, _)| typed_value(spec, text));
+            fields.insert(spec.name().to_string(), value);
+        }
+        root.insert(section.to_string(), Value::Object(fields));
+    }
+    Value::Object(root)
+}
+
+/// The content of `.env.example`: every variable with its help and default, all left empty.
+///
+/// Empty means "not set", so copying the file to `.env` unchanged runs with the built-in
+/// defaults; a user fills in only what they want to change.
+pub fn env_example() -> String {
+    let mut out = String::new();
+    out.push_str(
+        "# redis-loadgen settings, generated from src/config/fields.rs (a unit test keeps this\n\
+         # file in sync; do not edit by hand).\n\
+         #\n\
+         # Copy to .env and fill in what you need. An empty value means \"not set\": the\n\
+         # workload profile's value or the built-in default applies.\n\
+         # Precedence, highest first: CLI flag > environment > .env > --config-file > profile >\n\
+         # built-in default. CONFIG_FILE=<path> loads a YAML or JSON config file (like --config-file).\n",
+    );
+    for section in SECTIONS {
+        out.push_str(&format!("\n# --- {section} ---\n"));
+        for spec in section_fields(section) {
+            out.push_str("# ");
+            out.push_str(spec.help);
+            match spec.default {
+                // The crate version would make this file change on every release.
+                Some(_) if spec.key == "identity.version" => {
+                    out.push_str(" (default: the program version)")
+                }
+                Some(_) if spec.secret => out.push_str(" (default: ***)"),
+                Some(default) => out.push_str(&format!(" (default: {default})")),
+                None => {}
+            }
+            out.push('\n');
+            out.push_str(spec.env);
+            out.push_str("=\n");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::command::Command;
+
+    #[test]
+    fn keys_flags_and_env_names_are_unique_and_well_formed() {
+        let mut keys = HashSet::new();
+        let mut flags = HashSet::new();
+        let mut envs = HashSet::new();
+        for f in FIELDS {
+            assert!(keys.insert(f.key), "duplicate key {}", f.key);
+            assert!(flags.insert(f.flag), "duplicate flag {}", f.flag);
+            assert!(envs.insert(f.env), "duplicate env {}", f.env);
+            assert!(
+                SECTIONS.contains(&f.section()),
+                "unknown section in {}",
+                f.key
+            );
+            assert!(
+                !f.help.ends_with('.'),
+                "help of {} ends with a period",
+                f.key
+            );
+            assert_eq!(f.is_bool, f.kind == Kind::Bool, "{}", f.key);
+            // Reserved by clap and by the extra flags of the loader.
+            for reserved in [
+                "help",
+                "version",
+                "config-file",
+                "show-config",
+                "save-config",
+            ] {
+                assert_ne!(f.flag, reserved);
+            }
+            assert_ne!(f.env, "CONFIG_FILE");
+        }
+    }
+
+    #[test]
+    fn fields_are_grouped_by_section_in_section_order() {
+        let order: Vec<&str> = FIELDS.iter().map(|f| f.section()).collect();
+        let mut dedup = order.clone();
+        dedup.dedup();
+        assert_eq!(dedup, SECTIONS);
+    }
+
+    #[test]
+    fn operations_help_names_every_command() {
+        let help = find("workload.operations").unwrap().help;
+        for c in Command::ALL {
+            assert!(help.contains(c.name()), "{} missing from help", c.name());
+        }
+    }
+
+    #[test]
+    fn nested_json_types_values_and_nulls_unset_fields() {
+        let mut resolved = BTreeMap::new();
+        resolved.insert("redis.host", ("localhost".to_string(), Source::Default));
+        resolved.insert("redis.port", ("6379".to_string(), Source::Default));
+        resolved.insert("redis.password", ("***".to_string(), Source::Env));
+        resolved.insert("test.duration", ("1.5".to_string(), Source::Cli));
+        resolved.insert("test.seed", (u64::MAX.to_string(), Source::Cli));
+        resolved.insert("workload.use_pipeline", ("true".to_string(), Source::Cli));
+        resolved.insert("workload.operations", ("SET,GET".to_string(), Source::Cli));
+        resolved.insert(
+            "workload.operation_weights",
+            (r#"{"SET":0.4,"GET":0.6}"#.to_string(), Source::Cli),
+        );
+        let json = to_nested_json(&resolved);
+        assert_eq!(json["redis"]["host"], "localhost");
+        assert_eq!(json["redis"]["port"], 6379);
+        assert_eq!(json["redis"]["password"], "***");
+        assert_eq!(json["redis"]["username"], Value::Null);
+        assert_eq!(json["test"]["duration"], 1.5);
+        assert_eq!(json["test"]["seed"], u64::MAX);
+        assert_eq!(json["workload"]["use_pipeline"], true);
+        assert_eq!(
+            json["workload"]["operations"],
+            serde_json::json!(["SET", "GET"])
+        );
+        assert_eq!(
+            json["workload"]["operation_weights"],
+            serde_json::json!({"SET": 0.4, "GET": 0.6})
+        );
+        assert_eq!(json["identity"]["run_id"], Value::Null);
+    }
+
+    #[test]
+    fn env_example_lists_every_variable_empty() {
+        let text = env_example();
+        for f in FIELDS {
+            assert!(
+                text.contains(&format!("\n{}=\n", f.env)),
+                "{} missing",
+                f.env
+            );
+        }
+        for section in SECTIONS {
+            assert!(text.contains(&format!("\n\n# --- {section} ---\n")));
+        }
+        assert!(text.contains("# Redis server host name or IP address (default: localhost)\n"));
+    }
+
+    /// The committed `.env.example` must be what the table generates. To regenerate after
+    /// changing [`FIELDS`], run the tests with `UPDATE_ENV_EXAMPLE=1`.
+    #[test]
+    fn env_example_file_is_up_to_date() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example");
+        let expected = env_example();
+        if std::env::var_os("UPDATE_ENV_EXAMPLE").is_some() {
+            std::fs::write(&path, &expected).expect("write .env.example");
+        }
+        let actual = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            actual == expected,
+            "{} is out of date; rerun the tests with UPDATE_ENV_EXAMPLE=1 to regenerate it",
+            path.display()
+        );
+    }
+}

@@ -1,0 +1,1740 @@
+//! Reading every source, merging by precedence and validating into a [`RunnerConfig`]; also the
+//! command-line definition and the `--show-config` / `--save-config` renderers.
+//!
+//! Each source becomes a layer of `field key -> text`; an empty text is dropped, so it means
+//! "not set" everywhere. The winning text of each field is parsed exactly once, so an error
+//! names the one source that supplied the bad value. The process environment is passed in as a
+//! lookup function and `.env` is read without touching the process environment, which keeps
+//! loading a pure function of its inputs (and testable in parallel).
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Arg, ArgAction, ArgMatches, ColorChoice};
+use serde_json::Value;
+
+use super::fields::{self, FIELDS, FieldSpec, Kind, SECTIONS};
+use super::parse::{
+    self, ConfigError, MAX_PIPELINE_SIZE, MAX_VALUE_SIZE, MAX_WORKERS, Raw, parse_bool,
+    parse_duration, parse_host, parse_log_level, parse_operations, parse_positive_f64,
+    parse_protocol, parse_string, parse_uint, parse_weights,
+};
+use super::profile::{self, Profile};
+use super::{
+    IdentityConfig, OutputConfig, Protocol, RedisConfig, RunnerConfig, Secret, Source, TestConfig,
+    ValueSize, WorkloadConfig,
+};
+use crate::command::Command;
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum CliAction {
+    /// Run the load test.
+    Run(RunnerConfig),
+    /// `--show-config`: print [`render_show_config`] and exit 0.
+    ShowConfig(RunnerConfig),
+    /// `--save-config PATH`: write [`render_yaml`] to PATH (see [`save_config`]) and exit 0.
+    /// The path is already joined to the working directory.
+    SaveConfig(RunnerConfig, PathBuf),
+    /// `list-profiles`: print [`profile::list_profiles`].
+    ListProfiles,
+    /// `describe-profile NAME`: print [`profile::describe_profile`]; the name is known to exist.
+    DescribeProfile(String),
+    /// `test-connection`: connect with this config, report, exit 0 or 1.
+    TestConnection(RunnerConfig),
+    /// `--help` / `--version`: print this text to stdout and exit 0.
+    Help(String),
+}
+
+/// Environment / `.env` variable naming the config file (like `--config-file`).
+pub const CONFIG_FILE_ENV: &str = "CONFIG_FILE";
+const CONFIG_FILE_ARG: &str = "config-file";
+const SHOW_CONFIG_ARG: &str = "show-config";
+const SAVE_CONFIG_ARG: &str = "save-config";
+const PROFILE_NAME_ARG: &str = "name";
+
+/// Exit codes, shown after `--help` (and mapped in `main`).
+pub const EXIT_CODES_HELP: &str = "Exit codes:\n  \
+    0  success\n  \
+    1  the run or the connection test failed\n  \
+    2  bad input: unknown flag, invalid value or unreadable config file";
+
+/// The command-line definition, generated from [`FIELDS`].
+///
+/// Field flags carry no clap defaults and no clap `env`: a value in the matches then always
+/// means "the user typed it", and environment / `.env` precedence stays in this module.
+pub fn cli_command() -> clap::Command {
+    let mut cmd = clap::Command::new("redis-loadgen")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Multi-threaded Redis load generator")
+        .color(ColorChoice::Never)
+        .args_override_self(true)
+        .after_help(EXIT_CODES_HELP)
+        .arg(
+            Arg::new(CONFIG_FILE_ARG)
+                .long(CONFIG_FILE_ARG)
+                .value_name("PATH")
+                .global(true)
+                .help(format!(
+                    "YAML or JSON config file (chosen by extension .yaml/.yml/.json) \
+                     [env: {CONFIG_FILE_ENV}]"
+                )),
+        )
+        .arg(
+            Arg::new(SHOW_CONFIG_ARG)
+                .long(SHOW_CONFIG_ARG)
+                .action(ArgAction::SetTrue)
+                .help("Print the resolved configuration with the source of each value, then exit"),
+        )
+        .arg(
+            Arg::new(SAVE_CONFIG_ARG)
+                .long(SAVE_CONFIG_ARG)
+                .value_name("PATH")
+                .conflicts_with(SHOW_CONFIG_ARG)
+                .help("Write the resolved configuration as YAML (without secrets), then exit"),
+        )
+        .subcommand(clap::Command::new("list-profiles").about("List the workload profiles"))
+        .subcommand(
+            clap::Command::new("describe-profile")
+                .about("Show the values a workload profile sets")
+                .arg(
+                    Arg::new(PROFILE_NAME_ARG)
+                        .value_name("NAME")
+                        .required(true)
+                        .help("Profile name (see list-profiles)"),
+                ),
+        )
+        .subcommand(
+            clap::Command::new("test-connection")
+                .about("Connect with the configured settings, report the server, and exit"),
+        );
+    for spec in FIELDS {
+        cmd = cmd.arg(field_arg(spec));
+    }
+    // A repeated flag takes its last value, also after a subcommand (the setting is per command).
+    cmd.mut_subcommands(|sub| sub.args_override_self(true))
+}
+
+fn field_arg(spec: &'static FieldSpec) -> Arg {
+    let mut help = format!("{} [env: {}]", spec.help, spec.env);
+    if let Some(default) = spec.default {
+        let shown = if spec.secret { "***" } else { default };
+        help.push_str(&format!(" [default: {shown}]"));
+    }
+    let arg = Arg::new(spec.key)
+        .long(spec.flag)
+        .global(true)
+        .help(help)
+        .help_heading(section_heading(spec.section()));
+    if spec.is_bool {
+        // `--quiet` alone means true; `--quiet=false` needs the `=` so a following word is
+        // never taken as the flag's value.
+        arg.value_name("BOOL")
+            .num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true")
+    } else {
+        // Negative numbers are taken as values so that `--seed -1` gets the field's own
+        // error message instead of "unexpected argument".
+        arg.value_name("VALUE")
+            .num_args(1)
+            .allow_negative_numbers(true)
+    }
+}
+
+fn section_heading(section: &str) -> &'static str {
+    match section {
+        "redis" => "Redis",
+        "test" => "Test",
+        "workload" => "Workload",
+        "output" => "Output",
+        _ => "Identity",
+    }
+}
+
+/// Parses the command line and loads the configuration.
+///
+/// `args` includes the program name. `env` looks up process environment variables (`main`
+/// passes `|k| std::env::var(k).ok()`); `cwd` is where `.env` is read and relative paths
+/// (`--config-file`, `--save-config`) are resolved.
+pub fn load_from_args<I, T>(
+    args: I,
+    env: &dyn Fn(&str) -> Option<String>,
+    cwd: &Path,
+) -> Result<CliAction, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = match cli_command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => {
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    Ok(CliAction::Help(e.to_string()))
+                }
+                _ => Err(usage_error(&e)),
+            };
+        }
+    };
+    // Global flags are visible in the subcommand's matches wherever they were typed.
+    let (subcommand, leaf) = match matches.subcommand() {
+        Some((name, sub)) => (Some(name), sub),
+        None => (None, &matches),
+    };
+    match subcommand {
+        Some("list-profiles") => return Ok(CliAction::ListProfiles),
+        Some("describe-profile") => {
+            let name = leaf
+                .get_one::<String>(PROFILE_NAME_ARG)
+                .cloned()
+                .unwrap_or_default();
+            if profile::find(&name).is_none() {
+                return Err(ConfigError::UnknownProfile {
+                    name,
+                    context: "describe-profile".to_string(),
+                    known: profile::names(),
+                });
+            }
+            return Ok(CliAction::DescribeProfile(name));
+        }
+        _ => {}
+    }
+    let cli: Layer = FIELDS
+        .iter()
+        .filter_map(|f| {
+            let value = leaf.get_one::<String>(f.key)?;
+            non_empty(value).then(|| (f.key, value.clone()))
+        })
+        .collect();
+    let config_file = string_arg(leaf, CONFIG_FILE_ARG);
+    let cfg = resolve(cli, config_file.as_deref(), env, cwd)?;
+    if subcommand == Some("test-connection") {
+        return Ok(CliAction::TestConnection(cfg));
+    }
+    if let Some(path) = string_arg(&matches, SAVE_CONFIG_ARG) {
+        return Ok(CliAction::SaveConfig(cfg, cwd.join(path)));
+    }
+    if matches.get_flag(SHOW_CONFIG_ARG) {
+        return Ok(CliAction::ShowConfig(cfg));
+    }
+    Ok(CliAction::Run(cfg))
+}
+
+/// [`load_from_args`] with the real process arguments, environment and working directory.
+pub fn load_from_process() -> Result<CliAction, ConfigError> {
+    let cwd = std::env::current_dir().map_err(|error| ConfigError::Io {
+        context: "cannot determine the working directory".to_string(),
+        error,
+    })?;
+    load_from_args(std::env::args_os(), &|k| std::env::var(k).ok(), &cwd)
+}
+
+fn string_arg(m: &ArgMatches, id: &str) -> Option<String> {
+    m.get_one::<String>(id).filter(|v| non_empty(v)).cloned()
+}
+
+/// Clap's multi-line error as one line: the message (with its continuation lines, e.g. the
+/// missing argument's name) and tips, then a pointer to `--help`; the usage block is dropped.
+fn usage_error(e: &clap::Error) -> ConfigError {
+    let text = e.to_string();
+    let mut parts: Vec<String> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        match line.strip_prefix("tip: ") {
+            Some(tip) => parts.push(format!("(tip: {tip})")),
+            None => parts.push(line.to_string()),
+        }
+    }
+    if parts.is_empty() {
+        parts.push("invalid command line".to_string());
+    }
+    ConfigError::Usage(format!("{}; see --help", parts.join(" ")))
+}
+
+/// Field values of one source, by field key; never holds empty text.
+type Layer = BTreeMap<&'static str, String>;
+
+/// Empty (or blank) values mean "not set" in every source.
+fn non_empty(text: &str) -> bool {
+    !text.trim().is_empty()
+}
+
+/// Builds the config from an already-parsed CLI layer and the other sources.
+fn resolve(
+    cli: Layer,
+    config_file_flag: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    cwd: &Path,
+) -> Result<RunnerConfig, ConfigError> {
+    let env_layer: Layer = FIELDS
+        .iter()
+        .filter_map(|f| env(f.env).filter(|v| non_empty(v)).map(|v| (f.key, v)))
+        .collect();
+    let dotenv = read_dotenv(&cwd.join(".env"))?;
+    let dotenv_layer: Layer = FIELDS
+        .iter()
+        .filter_map(|f| dotenv.get(f.env).map(|v| (f.key, v.clone())))
+        .collect();
+    let config_file = config_file_flag
+        .map(str::to_string)
+        .or_else(|| env(CONFIG_FILE_ENV).filter(|v| non_empty(v)))
+        .or_else(|| dotenv.get(CONFIG_FILE_ENV).cloned());
+    let file_layer = match &config_file {
+        Some(path) => read_config_file(path, &cwd.join(path))?,
+        None => Layer::new(),
+    };
+    let default_layer: Layer = FIELDS
+        .iter()
+        .filter_map(|f| f.default.map(|d| (f.key, d.to_string())))
+        .collect();
+
+    // The profile name comes from the layers above the profile itself.
+    let mut layers = vec![
+        (Source::Cli, cli),
+        (Source::Env, env_layer),
+        (Source::DotEnv, dotenv_layer),
+        (Source::File, file_layer),
+        (Source::Default, default_layer),
+    ];
+    let profile = {
+        let (name, source) =
+            pick(&layers, "workload.profile").expect("workload.profile has a built-in default");
+        let name = name.trim();
+        profile::find(name).ok_or_else(|| {
+            let spec = fields::spec("workload.profile");
+            ConfigError::UnknownProfile {
+                name: name.to_string(),
+                context: format!(
+                    "{} (--{} / {}, from {source})",
+                    spec.key, spec.flag, spec.env
+                ),
+                known: profile::names(),
+            }
+        })?
+    };
+    let profile_layer: Layer = profile
+        .values
+        .iter()
+        .map(|&(key, value)| (key, value.to_string()))
+        .collect();
+    layers.insert(layers.len() - 1, (Source::Profile, profile_layer));
+
+    let merged = Merged(
+        FIELDS
+            .iter()
+            .filter_map(|f| pick(&layers, f.key).map(|(v, s)| (f.key, (v.to_string(), s))))
+            .collect(),
+    );
+    build(&merged, profile)
+}
+
+/// The value of `key` from the first (highest-precedence) layer that has it.
+fn pick<'l>(layers: &'l [(Source, Layer)], key: &str) -> Option<(&'l str, Source)> {
+    layers
+        .iter()
+        .find_map(|(source, layer)| layer.get(key).map(|v| (v.as_str(), *source)))
+}
+
+/// Reads `.env` as a map without loading it into the process environment. A missing file is
+/// an empty map; variables this program does not know are kept here and ignored later.
+/// (dotenvy still expands `$NAME` in unquoted and double-quoted values from earlier lines and
+/// the real environment; single-quote a value that contains `$`.)
+fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let dotenv_error = |message: String| ConfigError::DotEnv {
+        path: path.display().to_string(),
+        message,
+    };
+    let iter = match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter,
+        Err(e) if e.not_found() => return Ok(HashMap::new()),
+        Err(e) => return Err(dotenv_error(e.to_string())),
+    };
+    let mut vars = HashMap::new();
+    for item in iter {
+        match item {
+            Ok((key, value)) => {
+                if non_empty(&value) {
+                    vars.insert(key, value);
+                } else {
+                    // A later empty assignment unsets an earlier one, as in a shell.
+                    vars.remove(&key);
+                }
+            }
+            // dotenvy's message quotes the whole line, which may hold a password: name only
+            // the variable.
+            Err(dotenvy::Error::LineParse(line, _)) => {
+                let name = line.split('=').next().unwrap_or_default().trim();
+                let name = name.strip_prefix("export ").unwrap_or(name).trim();
+                let shown = if !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                {
+                    format!("malformed line for {name}")
+                } else {
+                    "malformed line".to_string()
+                };
+                return Err(dotenv_error(format!(
+                    "{shown} (expected NAME=value, quotes closed)"
+                )));
+            }
+            Err(e) => return Err(dotenv_error(e.to_string())),
+        }
+    }
+    Ok(vars)
+}
+
+/// Reads a config file into a layer. `.json` is parsed as JSON, anything else as YAML (a
+/// superset of JSON). `shown` is the path as the user gave it, for messages.
+fn read_config_file(shown: &str, path: &Path) -> Result<Layer, ConfigError> {
+    let text = fs::read_to_string(path).map_err(|error| ConfigError::ReadFile {
+        path: shown.to_string(),
+        error,
+    })?;
+    let parse_error = |message: String| ConfigError::ParseFile {
+        path: shown.to_string(),
+        message: message.replace('\n', " "),
+    };
+    let is_json = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let root: Value = if text.trim().is_empty() {
+        Value::Null
+    } else if is_json {
+        serde_json::from_str(&text).map_err(|e| parse_error(e.to_string()))?
+    } else {
+        serde_norway::from_str(&text).map_err(|e| parse_error(e.to_string()))?
+    };
+    let sections = match root {
+        Value::Null => return Ok(Layer::new()),
+        Value::Object(sections) => sections,
+        _ => {
+            return Err(parse_error(format!(
+                "the top level must be a mapping of sections ({})",
+                SECTIONS.join(", ")
+            )));
+        }
+    };
+    let mut layer = Layer::new();
+    for (section, body) in sections {
+        if !SECTIONS.contains(&section.as_str()) {
+            return Err(ConfigError::UnknownKey {
+                what: "section",
+                name: section,
+                file: shown.to_string(),
+                known: SECTIONS.join(", "),
+            });
+        }
+        let entries = match body {
+            Value::Null => continue,
+            Value::Object(entries) => entries,
+            _ => {
+                return Err(parse_error(format!(
+                    "section '{section}' must be a mapping of keys to values"
+                )));
+            }
+        };
+        for (name, value) in entries {
+            let key = format!("{section}.{name}");
+            let spec = fields::find(&key).ok_or_else(|| ConfigError::UnknownKey {
+                what: "key",
+                name: key.clone(),
+                file: shown.to_string(),
+                known: fields::section_fields(&section)
+                    .map(|f| f.key)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+            if let Some(text) = file_value_text(spec, &value)?
+                && non_empty(&text)
+            {
+                layer.insert(spec.key, text);
+            }
+        }
+    }
+    Ok(layer)
+}
+
+/// A config-file value as the same text a user would type on the command line; `None` for
+/// `null` (not set). Lists are allowed for operations, mappings for weights.
+fn file_value_text(spec: &'static FieldSpec, value: &Value) -> Result<Option<String>, ConfigError> {
+    let wrong = |allowed: &str| {
+        let text = value.to_string();
+        Raw {
+            spec,
+            text: &text,
+            source: Source::File,
+        }
+        .invalid(allowed)
+    };
+    Ok(Some(match value {
+        Value::Null => return Ok(None),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) if spec.kind == Kind::List => {
+            let names: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            names
+                .ok_or_else(|| wrong("must be a list of command names"))?
+                .join(",")
+        }
+        Value::Object(_) if spec.kind == Kind::Map => value.to_string(),
+        Value::Array(_) | Value::Object(_) => {
+            return Err(wrong("must be a single value, not a list or mapping"));
+        }
+    }))
+}
+
+/// The winning text and source of every field that is set.
+struct Merged(BTreeMap<&'static str, (String, Source)>);
+
+impl Merged {
+    fn get(&self, key: &str) -> Option<Raw<'_>> {
+        let spec = fields::spec(key);
+        self.0.get(spec.key).map(|(text, source)| Raw {
+            spec,
+            text,
+            source: *source,
+        })
+    }
+
+    /// A field with a built-in default, so it always has a value.
+    fn req(&self, key: &str) -> Raw<'_> {
+        self.get(key)
+            .unwrap_or_else(|| panic!("{key} has a built-in default"))
+    }
+}
+
+/// `RunnerConfig::resolved` under construction.
+#[derive(Default)]
+struct Resolved(BTreeMap<&'static str, (String, Source)>);
+
+impl Resolved {
+    fn set(&mut self, raw: &Raw, text: String) {
+        let text = if raw.spec.secret {
+            "***".to_string()
+        } else {
+            text
+        };
+        self.0.insert(raw.spec.key, (text, raw.source));
+    }
+
+    fn unset(&mut self, key: &str) {
+        self.0
+            .insert(fields::spec(key).key, (String::new(), Source::Default));
+    }
+
+    /// Parses a field with a built-in default and records its normalized text.
+    fn req<T>(
+        &mut self,
+        m: &Merged,
+        key: &str,
+        parse: impl Fn(&Raw) -> Result<T, ConfigError>,
+        text: impl Fn(&T) -> String,
+    ) -> Result<T, ConfigError> {
+        let raw = m.req(key);
+        let value = parse(&raw)?;
+        self.set(&raw, text(&value));
+        Ok(value)
+    }
+
+    /// Parses an optional field (if set) and records its normalized text or "not set".
+    fn opt<T>(
+        &mut self,
+        m: &Merged,
+        key: &str,
+        parse: impl Fn(&Raw) -> Result<T, ConfigError>,
+        text: impl Fn(&T) -> String,
+    ) -> Result<Option<T>, ConfigError> {
+        match m.get(key) {
+            Some(raw) => {
+                let value = parse(&raw)?;
+                self.set(&raw, text(&value));
+                Ok(Some(value))
+            }
+            None => {
+                self.unset(key);
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Durations are recorded as seconds so the report has numbers and files reload them.
+fn secs_text(d: &Duration) -> String {
+    d.as_secs_f64().to_string()
+}
+
+fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigError> {
+    let mut r = Resolved::default();
+    let redis = RedisConfig {
+        host: r.req(m, "redis.host", parse_host, String::clone)?,
+        port: r.req(
+            m,
+            "redis.port",
+            |x| parse_uint(x, 1u16, u16::MAX),
+            u16::to_string,
+        )?,
+        username: r.opt(m, "redis.username", parse_string, String::clone)?,
+        password: r.opt(
+            m,
+            "redis.password",
+            |x| Ok(Secret::new(x.text)),
+            |_| "***".to_string(),
+        )?,
+        db: r.req(
+            m,
+            "redis.db",
+            |x| parse_uint(x, 0u32, u32::MAX),
+            u32::to_string,
+        )?,
+        protocol: r.req(m, "redis.protocol", parse_protocol, |p| {
+            match p {
+                Protocol::Resp2 => "2",
+                Protocol::Resp3 => "3",
+            }
+            .to_string()
+        })?,
+        socket_timeout: r.req(m, "redis.socket_timeout", parse_duration, secs_text)?,
+        connect_timeout: r.req(m, "redis.connect_timeout", parse_duration, secs_text)?,
+    };
+
+    let test = TestConfig {
+        clients: r.req(
+            m,
+            "test.clients",
+            |x| parse_uint(x, 1u32, u32::MAX),
+            u32::to_string,
+        )?,
+        threads_per_client: r.req(
+            m,
+            "test.threads_per_client",
+            |x| parse_uint(x, 1u32, u32::MAX),
+            u32::to_string,
+        )?,
+        duration: r.opt(m, "test.duration", parse_duration, secs_text)?,
+        target_ops_per_second: r.opt(
+            m,
+            "test.target_ops_per_second",
+            parse_positive_f64,
+            f64::to_string,
+        )?,
+        seed: r.opt(
+            m,
+            "test.seed",
+            |x| parse_uint(x, 0u64, u64::MAX),
+            u64::to_string,
+        )?,
+    };
+    let workers = u64::from(test.clients) * u64::from(test.threads_per_client);
+    if workers > MAX_WORKERS {
+        return Err(ConfigError::Conflict(format!(
+            "too many workers: {} x {} = {workers}; at most {MAX_WORKERS} are allowed",
+            m.req("test.clients").describe(),
+            m.req("test.threads_per_client").describe(),
+        )));
+    }
+
+    r.set(&m.req("workload.profile"), profile.name.to_string());
+    let operations = resolve_operations(m, &mut r)?;
+    let value_size = resolve_value_size(m, &mut r)?;
+    let workload = WorkloadConfig {
+        profile: profile.name.to_string(),
+        kind: profile.kind,
+        operations,
+        key_prefix: r.req(m, "workload.key_prefix", parse_string, String::clone)?,
+        key_range: r.req(
+            m,
+            "workload.key_range",
+            |x| parse_uint(x, 1u64, u64::MAX),
+            u64::to_string,
+        )?,
+        value_size,
+        use_pipeline: r.req(m, "workload.use_pipeline", parse_bool, bool::to_string)?,
+        pipeline_size: r.req(
+            m,
+            "workload.pipeline_size",
+            |x| parse_uint(x, 1u64, MAX_PIPELINE_SIZE).map(|n| n as usize),
+            usize::to_string,
+        )?,
+    };
+
+    let path = |x: &Raw| parse_string(x).map(PathBuf::from);
+    let path_text = |p: &PathBuf| p.display().to_string();
+    let output = OutputConfig {
+        metrics_interval: r.req(m, "output.metrics_interval", parse_duration, secs_text)?,
+        output_file: r.opt(m, "output.output_file", path, path_text)?,
+        quiet: r.req(m, "output.quiet", parse_bool, bool::to_string)?,
+        log_level: r
+            .req(m, "output.log_level", parse_log_level, |l| l.to_string())?
+            .to_string(),
+        log_file: r.opt(m, "output.log_file", path, path_text)?,
+    };
+
+    let instance_id = r.opt(m, "identity.instance_id", parse_string, String::clone)?;
+    let run_id = r.opt(m, "identity.run_id", parse_string, String::clone)?;
+    let identity = IdentityConfig {
+        app_name: r.req(m, "identity.app_name", parse_string, String::clone)?,
+        instance_id: instance_id
+            .unwrap_or_else(|| r.generated("identity.instance_id", generated_instance_id())),
+        run_id: run_id.unwrap_or_else(|| r.generated("identity.run_id", generated_run_id())),
+        version: r.req(m, "identity.version", parse_string, String::clone)?,
+    };
+
+    debug_assert!(FIELDS.iter().all(|f| r.0.contains_key(f.key)));
+    Ok(RunnerConfig {
+        redis,
+        test,
+        workload,
+        output,
+        identity,
+        resolved: r.0,
+    })
+}
+
+impl Resolved {
+    /// Records a value the loader generated (instance and run ids) as a default.
+    fn generated(&mut self, key: &str, value: String) -> String {
+        self.0
+            .insert(fields::spec(key).key, (value.clone(), Source::Default));
+        value
+    }
+}
+
+/// The command mix from `workload.operations` and `workload.operation_weights`.
+///
+/// - only operations: equal weights;
+/// - only weights: the weighted commands, in [`Command::ALL`] order;
+/// - both from the same source: they must name the same commands;
+/// - both from different sources: the higher-precedence one defines the mix. Weights above
+///   operations replace them. Operations above weights keep the lower weights if they give one
+///   for every listed command (e.g. `--operations SET,GET` keeps the profile's 0.4/0.5), else
+///   the commands get equal weights.
+///
+/// Commands with weight 0 are dropped. The recorded texts are the final mix, so a saved config
+/// reloads to the same mix.
+fn resolve_operations(m: &Merged, r: &mut Resolved) -> Result<Vec<(Command, f64)>, ConfigError> {
+    let ops_raw = m.get("workload.operations");
+    let weights_raw = m.get("workload.operation_weights");
+    let ops = ops_raw.as_ref().map(parse_operations).transpose()?;
+    let weights = weights_raw.as_ref().map(parse_weights).transpose()?;
+    let equal = |ops: &[Command]| ops.iter().map(|&c| (c, 1.0)).collect::<Vec<_>>();
+    let weight_of =
+        |w: &[(Command, f64)], c: Command| w.iter().find(|&&(wc, _)| wc == c).map(|&(_, x)| x);
+    let (mix, ops_source, weights_source) = match (ops_raw.zip(ops), weights_raw.zip(weights)) {
+        (None, None) => {
+            return Err(ConfigError::Conflict(
+                "no operations configured: set workload.operations (--operations / \
+                     TEST_OPERATIONS) or workload.operation_weights (--operation-weights / \
+                     TEST_OPERATION_WEIGHTS)"
+                    .to_string(),
+            ));
+        }
+        (Some((o_raw, ops)), None) => (equal(&ops), o_raw.source, o_raw.source),
+        (None, Some((w_raw, w))) => (w, w_raw.source, w_raw.source),
+        (Some((o_raw, ops)), Some((w_raw, w))) => {
+            if w_raw.source > o_raw.source {
+                (w, w_raw.source, w_raw.source)
+            } else if o_raw.source > w_raw.source {
+                let kept: Option<Vec<_>> = ops
+                    .iter()
+                    .map(|&c| weight_of(&w, c).map(|x| (c, x)))
+                    .collect();
+                match kept {
+                    Some(mix) => (mix, o_raw.source, w_raw.source),
+                    None => (equal(&ops), o_raw.source, o_raw.source),
+                }
+            } else {
+                if let Some(c) = ops.iter().find(|&&c| weight_of(&w, c).is_none()) {
+                    return Err(ConfigError::Conflict(format!(
+                        "operation {c} has no weight: {} lists it but {} gives none",
+                        o_raw.describe(),
+                        w_raw.describe()
+                    )));
+                }
+                if let Some((c, _)) = w.iter().find(|(c, _)| !ops.contains(c)) {
+                    return Err(ConfigError::Conflict(format!(
+                        "weighted command {c} is not in workload.operations: {} vs {}",
+                        o_raw.describe(),
+                        w_raw.describe()
+                    )));
+                }
+                let mix = ops
+                    .iter()
+                    .map(|&c| (c, weight_of(&w, c).unwrap_or_default()))
+                    .collect();
+                (mix, o_raw.source, w_raw.source)
+            }
+        }
+    };
+    let mix: Vec<(Command, f64)> = mix.into_iter().filter(|&(_, w)| w > 0.0).collect();
+    if mix.is_empty() {
+        let given: Vec<String> = [ops_raw, weights_raw]
+            .iter()
+            .flatten()
+            .map(Raw::describe)
+            .collect();
+        return Err(ConfigError::Conflict(format!(
+            "no operation has a weight > 0: {}",
+            given.join(", ")
+        )));
+    }
+    let names: Vec<&str> = mix.iter().map(|(c, _)| c.name()).collect();
+    r.0.insert("workload.operations", (names.join(","), ops_source));
+    r.0.insert(
+        "workload.operation_weights",
+        (parse::weights_text(&mix), weights_source),
+    );
+    Ok(mix)
+}
+
+/// Fixed or ranged value sizes.
+///
+/// A fixed `value_size` wins over min/max, unless min or max was set at a higher precedence
+/// than it: a profile's fixed size must not hide `--value-size-min/max` typed by the user.
+/// Min <= max is checked either way, since both are part of the config.
+fn resolve_value_size(m: &Merged, r: &mut Resolved) -> Result<ValueSize, ConfigError> {
+    let size = |x: &Raw| parse_uint(x, 0u64, MAX_VALUE_SIZE).map(|n| n as usize);
+    let min_raw = m.req("workload.value_size_min");
+    let max_raw = m.req("workload.value_size_max");
+    let min = r.req(m, "workload.value_size_min", size, usize::to_string)?;
+    let max = r.req(m, "workload.value_size_max", size, usize::to_string)?;
+    if min > max {
+        return Err(ConfigError::Conflict(format!(
+            "{} must be <= {}",
+            min_raw.describe(),
+            max_raw.describe()
+        )));
+    }
+    let range_source = min_raw.source.max(max_raw.source);
+    match m.get("workload.value_size") {
+        Some(raw) if raw.source >= range_source => {
+            let n = size(&raw)?;
+            r.set(&raw, n.to_string());
+            Ok(ValueSize::Fixed(n))
+        }
+        _ => {
+            r.unset("workload.value_size");
+            Ok(ValueSize::Range { min, max })
+        }
+    }
+}
+
+/// `<hostname>-<pid>`: distinct for concurrent instances on one machine and across machines.
+fn generated_instance_id() -> String {
+    format!("{}-{}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the pointer and length describe `buf`, which is writable and outlives the call;
+    // gethostname writes at most `buf.len()` bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown-host".to_string();
+    }
+    // POSIX does not promise a terminating NUL on truncation, hence the fallback to the length.
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    if name.is_empty() {
+        "unknown-host".to_string()
+    } else {
+        name
+    }
+}
+
+/// `run-<unix seconds>-<6 hex digits>`; the digits mix the clock's nanoseconds, the pid and a
+/// per-process counter, so ids differ across runs, concurrent processes and repeated loads.
+fn generated_run_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut x = (now.as_nanos() as u64)
+        ^ (u64::from(std::process::id()) << 32)
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // splitmix64 finalizer: spreads the low-entropy inputs over the bits we keep.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    format!("run-{}-{:06x}", now.as_secs(), x & 0xff_ffff)
+}
+
+/// Identity labels the program generates (or takes from itself) when the user did not set
+/// them: they describe this run, so a saved config must not pin them.
+fn is_per_run(spec: &FieldSpec, source: Source) -> bool {
+    source == Source::Default
+        && matches!(
+            spec.key,
+            "identity.instance_id" | "identity.run_id" | "identity.version"
+        )
+}
+
+/// `--show-config`: one aligned line per field, `key  value  (source)`, grouped by section.
+pub fn render_show_config(cfg: &RunnerConfig) -> String {
+    let shown = |spec: &FieldSpec| -> (String, Source) {
+        match cfg.resolved.get(spec.key) {
+            Some((text, _)) if text.is_empty() => ("(not set)".to_string(), Source::Default),
+            Some((_, source)) if spec.secret => ("***".to_string(), *source),
+            Some((text, source)) => (text.clone(), *source),
+            None => ("(not set)".to_string(), Source::Default),
+        }
+    };
+    let key_width = FIELDS.iter().map(|f| f.key.len()).max().unwrap_or(0);
+    let value_width = FIELDS
+        .iter()
+        .map(|f| shown(f).0.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (i, section) in SECTIONS.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        for spec in fields::section_fields(section) {
+            let (value, source) = shown(spec);
+            out.push_str(&format!(
+                "{:key_width$}  {value:value_width$}  ({source})\n",
+                spec.key
+            ));
+        }
+    }
+    out
+}
+
+/// `--save-config`: the resolved config as YAML that `--config-file` loads back to the same
+/// values. Secrets, unset fields and per-run identity labels are left out.
+pub fn render_yaml(cfg: &RunnerConfig) -> String {
+    use serde_norway::{Mapping, Value as Yaml};
+    let mut root = Mapping::new();
+    for section in SECTIONS {
+        let mut entries = Mapping::new();
+        for spec in fields::section_fields(section) {
+            let Some((text, source)) = cfg.resolved.get(spec.key) else {
+                continue;
+            };
+            if text.is_empty() || spec.secret || is_per_run(spec, *source) {
+                continue;
+            }
+            let value = match spec.kind {
+                // Built by hand to keep the mix's order (a JSON map would sort it).
+                Kind::Map => {
+                    let mut map = Mapping::new();
+                    for (name, weight) in parse::parse_weights_text(text).unwrap_or_default() {
+                        map.insert(Yaml::String(name), Yaml::Number(weight.into()));
+                    }
+                    Yaml::Mapping(map)
+                }
+                _ => serde_norway::to_value(fields::typed_value(spec, text))
+                    .unwrap_or_else(|_| Yaml::String(text.clone())),
+            };
+            entries.insert(Yaml::String(spec.name().to_string()), value);
+        }
+        if !entries.is_empty() {
+            root.insert(Yaml::String(section.to_string()), Yaml::Mapping(entries));
+        }
+    }
+    let body = serde_norway::to_string(&Yaml::Mapping(root)).unwrap_or_default();
+    format!(
+        "# redis-loadgen configuration written by --save-config.\n\
+         # Load it with: redis-loadgen --config-file <this file>\n\
+         # Not written: secrets (set REDIS_PASSWORD in the environment or .env), unset values,\n\
+         # and identity labels generated per run (instance_id, run_id, version).\n\
+         {body}"
+    )
+}
+
+/// Writes [`render_yaml`] to `path`.
+pub fn save_config(cfg: &RunnerConfig, path: &Path) -> Result<(), ConfigError> {
+    fs::write(path, render_yaml(cfg)).map_err(|error| ConfigError::WriteFile {
+        path: path.display().to_string(),
+        error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tempfile::TempDir;
+
+    /// A working directory and a fake environment.
+    struct Setup {
+        dir: TempDir,
+        env: HashMap<String, String>,
+    }
+
+    impl Setup {
+        fn new() -> Self {
+            Setup {
+                dir: tempfile::tempdir().unwrap(),
+                env: HashMap::new(),
+            }
+        }
+
+        fn env(mut self, key: &str, value: &str) -> Self {
+            self.env.insert(key.to_string(), value.to_string());
+            self
+        }
+
+        fn file(self, name: &str, content: &str) -> Self {
+            fs::write(self.dir.path().join(name), content).unwrap();
+            self
+        }
+
+        fn dotenv(self, content: &str) -> Self {
+            self.file(".env", content)
+        }
+
+        fn load(&self, args: &[&str]) -> Result<CliAction, ConfigError> {
+            let argv = std::iter::once("redis-loadgen").chain(args.iter().copied());
+            let env = |k: &str| self.env.get(k).cloned();
+            load_from_args(argv, &env, self.dir.path())
+        }
+
+        fn config(&self, args: &[&str]) -> RunnerConfig {
+            match self.load(args) {
+                Ok(CliAction::Run(cfg)) => cfg,
+                other => panic!("expected Run, got {other:?}"),
+            }
+        }
+
+        fn error(&self, args: &[&str]) -> String {
+            match self.load(args) {
+                Err(e) => e.to_string(),
+                Ok(other) => panic!("expected an error, got {other:?}"),
+            }
+        }
+    }
+
+    fn resolved<'c>(cfg: &'c RunnerConfig, key: &str) -> (&'c str, Source) {
+        let (text, source) = &cfg.resolved[key];
+        (text.as_str(), *source)
+    }
+
+    #[test]
+    fn source_order_is_precedence_order() {
+        // The merge and the value-size / operations rules compare sources with `>`.
+        let order = [
+            Source::Default,
+            Source::Profile,
+            Source::File,
+            Source::DotEnv,
+            Source::Env,
+            Source::Cli,
+        ];
+        assert!(order.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn defaults_and_the_default_profile() {
+        let cfg = Setup::new().config(&[]);
+        assert_eq!(cfg.redis.host, "localhost");
+        assert_eq!(cfg.redis.port, 6379);
+        assert_eq!(cfg.redis.username, None);
+        assert!(cfg.redis.password.is_none());
+        assert_eq!(cfg.redis.db, 0);
+        assert_eq!(cfg.redis.protocol, Protocol::Resp3);
+        assert_eq!(cfg.redis.socket_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.redis.connect_timeout, Duration::from_secs(5));
+        assert_eq!((cfg.test.clients, cfg.test.threads_per_client), (4, 10));
+        assert_eq!(cfg.test.duration, None);
+        assert_eq!(cfg.test.target_ops_per_second, None);
+        assert_eq!(cfg.test.seed, None);
+        assert_eq!(cfg.workload.profile, "basic_rw");
+        assert_eq!(
+            cfg.workload.operations,
+            vec![
+                (Command::Set, 0.4),
+                (Command::Get, 0.5),
+                (Command::Del, 0.1)
+            ]
+        );
+        assert_eq!(cfg.workload.key_prefix, "test_key");
+        assert_eq!(cfg.workload.key_range, 10000);
+        assert_eq!(cfg.workload.value_size, ValueSize::Fixed(100));
+        assert!(!cfg.workload.use_pipeline);
+        assert_eq!(cfg.workload.pipeline_size, 10);
+        assert_eq!(cfg.output.metrics_interval, Duration::from_secs(5));
+        assert_eq!(cfg.output.log_level, "info");
+        assert!(!cfg.output.quiet);
+        assert_eq!(cfg.identity.app_name, "rust");
+        assert_eq!(cfg.identity.version, env!("CARGO_PKG_VERSION"));
+        assert!(
+            cfg.identity
+                .instance_id
+                .ends_with(&format!("-{}", std::process::id()))
+        );
+        assert!(cfg.identity.run_id.starts_with("run-"));
+        assert_eq!(
+            resolved(&cfg, "identity.run_id"),
+            (cfg.identity.run_id.as_str(), Source::Default)
+        );
+        for f in FIELDS {
+            assert!(cfg.resolved.contains_key(f.key), "{} not resolved", f.key);
+        }
+        assert_eq!(resolved(&cfg, "redis.host"), ("localhost", Source::Default));
+        assert_eq!(resolved(&cfg, "redis.password"), ("", Source::Default));
+        assert_eq!(
+            resolved(&cfg, "workload.value_size"),
+            ("100", Source::Profile)
+        );
+        assert_eq!(
+            resolved(&cfg, "output.log_level"),
+            ("info", Source::Default)
+        );
+        assert_eq!(
+            resolved(&cfg, "redis.socket_timeout"),
+            ("5", Source::Default)
+        );
+    }
+
+    #[test]
+    fn run_ids_differ_between_loads() {
+        let s = Setup::new();
+        assert_ne!(s.config(&[]).identity.run_id, s.config(&[]).identity.run_id);
+        let id = generated_run_id();
+        let hex = id.rsplit('-').next().unwrap();
+        assert_eq!(hex.len(), 6);
+        assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn precedence_one_layer_at_a_time() {
+        // key_range: default 10000 < high_throughput 50000 < file < .env < env < cli.
+        let profile = ["--workload-profile", "high_throughput"];
+        let mut s = Setup::new();
+        let cfg = s.config(&[]);
+        assert_eq!(
+            resolved(&cfg, "workload.pipeline_size"),
+            ("10", Source::Default)
+        );
+
+        let cfg = s.config(&profile);
+        assert_eq!(cfg.workload.key_range, 50000);
+        assert_eq!(
+            resolved(&cfg, "workload.key_range"),
+            ("50000", Source::Profile)
+        );
+        assert_eq!(
+            resolved(&cfg, "workload.pipeline_size"),
+            ("10", Source::Profile)
+        );
+
+        s = s
+            .file("cfg.yaml", "workload:\n  key_range: 1\n")
+            .env("CONFIG_FILE", "cfg.yaml");
+        let cfg = s.config(&profile);
+        assert_eq!(resolved(&cfg, "workload.key_range"), ("1", Source::File));
+
+        s = s.dotenv("TEST_KEY_RANGE=2\n");
+        let cfg = s.config(&profile);
+        assert_eq!(resolved(&cfg, "workload.key_range"), ("2", Source::DotEnv));
+
+        s = s.env("TEST_KEY_RANGE", "3");
+        let cfg = s.config(&profile);
+        assert_eq!(resolved(&cfg, "workload.key_range"), ("3", Source::Env));
+
+        let cfg = s.config(&["--workload-profile", "high_throughput", "--key-range", "4"]);
+        assert_eq!(cfg.workload.key_range, 4);
+        assert_eq!(resolved(&cfg, "workload.key_range"), ("4", Source::Cli));
+    }
+
+    #[test]
+    fn the_profile_name_follows_precedence_too() {
+        let s = Setup::new()
+            .file("c.yaml", "workload:\n  profile: high_throughput\n")
+            .env("CONFIG_FILE", "c.yaml");
+        assert_eq!(s.config(&[]).workload.profile, "high_throughput");
+        let s = s.dotenv("TEST_WORKLOAD_PROFILE=basic_rw\n");
+        let cfg = s.config(&[]);
+        assert_eq!(cfg.workload.profile, "basic_rw");
+        assert_eq!(
+            resolved(&cfg, "workload.profile"),
+            ("basic_rw", Source::DotEnv)
+        );
+        let s = s.env("TEST_WORKLOAD_PROFILE", "high_throughput");
+        assert_eq!(s.config(&[]).workload.profile, "high_throughput");
+        let cfg = s.config(&["--workload-profile", "basic_rw"]);
+        assert_eq!(
+            resolved(&cfg, "workload.profile"),
+            ("basic_rw", Source::Cli)
+        );
+    }
+
+    #[test]
+    fn untouched_flags_do_not_override_the_profile() {
+        let cfg = Setup::new().config(&["--workload-profile", "high_throughput"]);
+        assert!(cfg.workload.use_pipeline);
+        assert_eq!(cfg.workload.pipeline_size, 10);
+        assert_eq!(cfg.workload.batch_size(), 10);
+        assert_eq!(cfg.workload.value_size, ValueSize::Fixed(50));
+        assert_eq!(
+            cfg.workload.operations,
+            vec![(Command::Set, 0.4), (Command::Get, 0.6)]
+        );
+        assert_eq!(
+            resolved(&cfg, "workload.use_pipeline"),
+            ("true", Source::Profile)
+        );
+        // A user-set value does override it.
+        let cfg = Setup::new()
+            .env("TEST_USE_PIPELINE", "off")
+            .config(&["--workload-profile", "high_throughput"]);
+        assert!(!cfg.workload.use_pipeline);
+    }
+
+    #[test]
+    fn empty_values_mean_not_set() {
+        let s = Setup::new()
+            .env("REDIS_PASSWORD", "")
+            .env("TEST_CLIENT_INSTANCES", "")
+            .env("REDIS_HOST", "  ")
+            .dotenv("TEST_CLIENT_INSTANCES=7\nTEST_DURATION=\n");
+        let cfg = s.config(&["--username", ""]);
+        assert!(cfg.redis.password.is_none());
+        assert_eq!(cfg.redis.username, None);
+        assert_eq!(cfg.redis.host, "localhost");
+        assert_eq!(cfg.test.clients, 7);
+        assert_eq!(resolved(&cfg, "test.clients"), ("7", Source::DotEnv));
+        assert_eq!(cfg.test.duration, None);
+    }
+
+    #[test]
+    fn dotenv_missing_unknown_and_malformed() {
+        // Missing: fine (Setup has no .env).
+        Setup::new().config(&[]);
+        // Unknown variables: ignored.
+        let cfg = Setup::new()
+            .dotenv("# comment\nSOMETHING_ELSE=1\nexport REDIS_PORT=7000\n")
+            .config(&[]);
+        assert_eq!(cfg.redis.port, 7000);
+        // Malformed: an error that does not quote the value.
+        let err = Setup::new()
+            .dotenv("REDIS_HOST=a\nREDIS_PASSWORD=\"hunter2\n")
+            .error(&[]);
+        assert!(err.starts_with("cannot read .env file"), "{err}");
+        assert!(err.contains("REDIS_PASSWORD"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        // The process environment is not touched.
+        assert!(std::env::var_os("SOMETHING_ELSE").is_none());
+    }
+
+    #[test]
+    fn config_file_yaml_json_and_extensionless() {
+        let yaml = "redis:\n  host: 127.0.0.1\n  port: 6380\n  password: null\ntest:\n  clients: 2\n  \
+                    duration: PT1M30S\nworkload:\n  operations: [SET, GET]\n  \
+                    operation_weights: {SET: 1, GET: 3}\n  use_pipeline: yes\noutput:\n";
+        let s = Setup::new().file("c.yml", yaml);
+        let cfg = s.config(&["--config-file", "c.yml"]);
+        assert_eq!(cfg.redis.host, "127.0.0.1");
+        assert_eq!(cfg.redis.port, 6380);
+        assert_eq!(cfg.test.clients, 2);
+        assert_eq!(cfg.test.duration, Some(Duration::from_secs(90)));
+        assert_eq!(
+            cfg.workload.operations,
+            vec![(Command::Set, 1.0), (Command::Get, 3.0)]
+        );
+        assert!(cfg.workload.use_pipeline);
+        assert_eq!(resolved(&cfg, "redis.port"), ("6380", Source::File));
+        assert_eq!(resolved(&cfg, "test.duration"), ("90", Source::File));
+
+        let json = r#"{"redis": {"port": 6390}, "workload": {"operations": "GET",
+                      "operation_weights": {"GET": 2}}, "test": {"target_ops_per_second": 2.5}}"#;
+        for name in ["c.json", "c.conf"] {
+            let s = Setup::new().file(name, json);
+            let cfg = s.config(&["--config-file", name]);
+            assert_eq!(cfg.redis.port, 6390);
+            assert_eq!(cfg.workload.operations, vec![(Command::Get, 2.0)]);
+            assert_eq!(cfg.test.target_ops_per_second, Some(2.5));
+        }
+        // From .env, relative to the working directory; an empty file is an empty config.
+        let s = Setup::new()
+            .file("e.yaml", "")
+            .dotenv("CONFIG_FILE=e.yaml\n");
+        assert_eq!(s.config(&[]).redis.port, 6379);
+    }
+
+    #[test]
+    fn config_file_errors() {
+        let s = Setup::new()
+            .file("typo.yaml", "redis:\n  hots: x\n")
+            .file("section.yaml", "redsi:\n  host: x\n")
+            .file("list.yaml", "redis:\n  host: [a, b]\n")
+            .file("bad.json", "{\"redis\": ")
+            .file("scalar.yaml", "just a string\n");
+        let err = s.error(&["--config-file", "typo.yaml"]);
+        assert!(
+            err.starts_with(
+                "unknown key 'redis.hots' in config file typo.yaml: known keys are redis.host, \
+                 redis.port, redis.username"
+            ),
+            "{err}"
+        );
+        let err = s.error(&["--config-file", "section.yaml"]);
+        assert!(
+            err.contains("unknown section 'redsi'") && err.contains("redis, test"),
+            "{err}"
+        );
+        let err = s.error(&["--config-file", "list.yaml"]);
+        assert!(
+            err.contains("redis.host") && err.contains("from file"),
+            "{err}"
+        );
+        let err = s.error(&["--config-file", "bad.json"]);
+        assert!(
+            err.starts_with("cannot parse config file 'bad.json'"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+        let err = s.error(&["--config-file", "scalar.yaml"]);
+        assert!(err.contains("top level must be a mapping"), "{err}");
+        let err = s.error(&["--config-file", "x.yaml"]);
+        assert!(
+            err.starts_with("cannot read config file 'x.yaml': "),
+            "{err}"
+        );
+        assert!(err.contains("os error 2"), "{err}");
+    }
+
+    #[test]
+    fn every_validation_error_names_field_value_and_source() {
+        let s = Setup::new();
+        let cases: &[(&[&str], &[&str])] = &[
+            (
+                &["--port", "0"],
+                &["redis.port", "'0'", "--port / REDIS_PORT", "from cli"],
+            ),
+            (&["--port", "70000"], &["redis.port", "'70000'"]),
+            (&["--host", "a b"], &["redis.host", "'a b'"]),
+            (&["--db", "-1"], &["redis.db", "'-1'"]),
+            (&["--protocol", "4"], &["redis.protocol", "'4'", "2 or 3"]),
+            (&["--socket-timeout", "0"], &["redis.socket_timeout", "'0'"]),
+            (
+                &["--connect-timeout", "soon"],
+                &["redis.connect_timeout", "'soon'"],
+            ),
+            (&["--clients", "0"], &["test.clients", "'0'", ">= 1"]),
+            (
+                &["--threads-per-client", "0"],
+                &["test.threads_per_client", "'0'"],
+            ),
+            (
+                &["--clients", "200", "--threads-per-client", "100"],
+                &[
+                    "test.clients = '200' (from cli)",
+                    "test.threads_per_client",
+                    "10000",
+                ],
+            ),
+            (
+                &["--duration", "PT"],
+                &["test.duration", "'PT'", "ISO-8601"],
+            ),
+            (&["--duration", "-3"], &["test.duration", "'-3'"]),
+            (
+                &["--target-ops-per-second", "0"],
+                &["test.target_ops_per_second", "'0'"],
+            ),
+            (&["--seed", "-1"], &["test.seed", "'-1'"]),
+            (
+                &["--workload-profile", "foo"],
+                &[
+                    "unknown workload profile 'foo'",
+                    "--workload-profile",
+                    "basic_rw, high_throughput",
+                ],
+            ),
+            (
+                &["--operations", "SET,HGET"],
+                &["workload.operations", "HGET", "SET, GET, DEL, INCR"],
+            ),
+            (
+                &["--operation-weights", "SET:1,NOPE:2"],
+                &["workload.operation_weights", "NOPE", "SET, GET, DEL, INCR"],
+            ),
+            (
+                &["--operation-weights", "SET:-1"],
+                &["workload.operation_weights", "SET:-1"],
+            ),
+            (
+                &["--operation-weights", "SET:0,GET:0"],
+                &["workload.operation_weights", "sum"],
+            ),
+            (
+                &["--operations", "SET,GET", "--operation-weights", "SET:1"],
+                &[
+                    "operation GET has no weight",
+                    "workload.operations = 'SET,GET' (from cli)",
+                ],
+            ),
+            (
+                &["--operations", "SET", "--operation-weights", "SET:1,GET:1"],
+                &["GET is not in workload.operations"],
+            ),
+            (&["--key-prefix", " "], &[]),
+            (&["--key-range", "0"], &["workload.key_range", "'0'"]),
+            (
+                &["--value-size", "536870913"],
+                &["workload.value_size", "'536870913'"],
+            ),
+            (
+                &["--value-size-min", "2000"],
+                &[
+                    "workload.value_size_min = '2000' (from cli)",
+                    "workload.value_size_max = '1000' (from default)",
+                ],
+            ),
+            (
+                &["--value-size-max", "600000000"],
+                &["workload.value_size_max", "'600000000'"],
+            ),
+            (
+                &["--use-pipeline=maybe"],
+                &["workload.use_pipeline", "'maybe'"],
+            ),
+            (
+                &["--pipeline-size", "0"],
+                &["workload.pipeline_size", "'0'"],
+            ),
+            (
+                &["--pipeline-size", "100001"],
+                &["workload.pipeline_size", "'100001'"],
+            ),
+            (
+                &["--metrics-interval", "0s"],
+                &["output.metrics_interval", "'0s'"],
+            ),
+            (&["--quiet=perhaps"], &["output.quiet", "'perhaps'"]),
+            (&["--log-level", "loud"], &["output.log_level", "'loud'"]),
+        ];
+        for (args, expected) in cases {
+            if expected.is_empty() {
+                // A blank value is "not set", not an error.
+                s.config(args);
+                continue;
+            }
+            let err = s.error(args);
+            assert!(!err.contains('\n'), "{err}");
+            for part in *expected {
+                assert!(err.contains(part), "{args:?}: '{part}' not in: {err}");
+            }
+        }
+        let err = Setup::new().env("TEST_CLIENT_INSTANCES", "0").error(&[]);
+        assert_eq!(
+            err,
+            "invalid value '0' for test.clients (--clients / TEST_CLIENT_INSTANCES, from env): \
+             must be an integer >= 1"
+        );
+        let err = s.error(&["--workload-profile", "foo"]);
+        assert_eq!(
+            err,
+            "unknown workload profile 'foo' for workload.profile (--workload-profile / \
+             TEST_WORKLOAD_PROFILE, from cli): known profiles are basic_rw, high_throughput"
+        );
+    }
+
+    #[test]
+    fn operations_and_weights_combine_by_precedence() {
+        let s = Setup::new();
+        // Operations only (above the profile's weights, which cover them): profile ratios kept.
+        let cfg = s.config(&["--operations", "GET,SET"]);
+        assert_eq!(
+            cfg.workload.operations,
+            vec![(Command::Get, 0.5), (Command::Set, 0.4)]
+        );
+        // Operations the lower weights do not cover: equal weights.
+        let cfg = s.config(&["--operations", "GET,INCR"]);
+        assert_eq!(
+            cfg.workload.operations,
+            vec![(Command::Get, 1.0), (Command::Incr, 1.0)]
+        );
+        assert_eq!(
+            resolved(&cfg, "workload.operation_weights"),
+            (r#"{"GET":1,"INCR":1}"#, Source::Cli)
+        );
+        // Weights only: they define the operations.
+        let cfg = s.config(&["--operation-weights", r#"{"INCR":2,"GET":1}"#]);
+        assert_eq!(
+            cfg.workload.operations,
+            vec![(Command::Get, 1.0), (Command::Incr, 2.0)]
+        );
+        assert_eq!(
+            resolved(&cfg, "workload.operations"),
+            ("GET,INCR", Source::Cli)
+        );
+        // Zero weights drop the command.
+        let cfg = s.config(&[
+            "--operations",
+            "SET,GET",
+            "--operation-weights",
+            "SET:0,GET:1",
+        ]);
+        assert_eq!(cfg.workload.operations, vec![(Command::Get, 1.0)]);
+        assert_eq!(resolved(&cfg, "workload.operations"), ("GET", Source::Cli));
+    }
+
+    #[test]
+    fn value_size_fixed_unless_range_set_higher() {
+        let s = Setup::new();
+        assert_eq!(s.config(&[]).workload.value_size, ValueSize::Fixed(100));
+        let cfg = s.config(&["--value-size-min", "10", "--value-size-max", "20"]);
+        assert_eq!(
+            cfg.workload.value_size,
+            ValueSize::Range { min: 10, max: 20 }
+        );
+        assert_eq!(resolved(&cfg, "workload.value_size"), ("", Source::Default));
+        let cfg = s.config(&["--value-size-min", "10", "--value-size", "7"]);
+        assert_eq!(cfg.workload.value_size, ValueSize::Fixed(7));
+    }
+
+    #[test]
+    fn durations_in_every_format() {
+        let s = Setup::new();
+        for (text, expected) in [
+            ("30", Duration::from_secs(30)),
+            ("2.5", Duration::from_millis(2500)),
+            ("1m30s", Duration::from_secs(90)),
+            ("PT1M30S", Duration::from_secs(90)),
+            ("PT0.5S", Duration::from_millis(500)),
+            ("P1DT2H", Duration::from_secs(93_600)),
+        ] {
+            let cfg = s.config(&["--duration", text]);
+            assert_eq!(cfg.test.duration, Some(expected), "{text}");
+        }
+        let cfg = s.config(&["--metrics-interval", "500ms"]);
+        assert_eq!(cfg.output.metrics_interval, Duration::from_millis(500));
+        assert_eq!(
+            resolved(&cfg, "output.metrics_interval"),
+            ("0.5", Source::Cli)
+        );
+    }
+
+    #[test]
+    fn cli_flags_help_version_and_usage_errors() {
+        let s = Setup::new();
+        assert!(s.config(&["--quiet"]).output.quiet);
+        assert!(!s.config(&["--quiet=false"]).output.quiet);
+        assert_eq!(s.config(&["--port", "1", "--port", "2"]).redis.port, 2);
+        assert_eq!(
+            s.config(&["--log-level", "WARNING"]).output.log_level,
+            "warn"
+        );
+
+        let Ok(CliAction::Help(help)) = s.load(&["--help"]) else {
+            panic!("--help")
+        };
+        assert!(help.contains("--host <VALUE>"), "{help}");
+        assert!(
+            help.contains("[env: REDIS_HOST] [default: localhost]"),
+            "{help}"
+        );
+        assert!(help.contains("Exit codes:"), "{help}");
+        assert!(help.contains("test-connection"), "{help}");
+        let Ok(CliAction::Help(version)) = s.load(&["-V"]) else {
+            panic!("-V")
+        };
+        assert!(version.contains(env!("CARGO_PKG_VERSION")));
+
+        let err = s.error(&["--hots", "x"]);
+        assert_eq!(
+            err,
+            "unexpected argument '--hots' found (tip: a similar argument exists: '--host'); \
+             see --help"
+        );
+        assert!(matches!(s.load(&["--nope"]), Err(ConfigError::Usage(_))));
+        assert!(matches!(
+            s.load(&["--show-config", "--save-config", "x.yaml"]),
+            Err(ConfigError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn subcommands_and_global_flags() {
+        let s = Setup::new();
+        for args in [
+            &["test-connection", "--port", "7000"][..],
+            &["--port", "7000", "test-connection"][..],
+        ] {
+            match s.load(args) {
+                Ok(CliAction::TestConnection(cfg)) => {
+                    assert_eq!(cfg.redis.port, 7000);
+                    assert_eq!(resolved(&cfg, "redis.port"), ("7000", Source::Cli));
+                }
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        match s.load(&["test-connection", "--port", "1", "--port", "2"]) {
+            Ok(CliAction::TestConnection(cfg)) => assert_eq!(cfg.redis.port, 2),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(s.load(&["help"]), Ok(CliAction::Help(_))));
+        assert!(matches!(
+            s.load(&["list-profiles"]),
+            Ok(CliAction::ListProfiles)
+        ));
+        assert!(matches!(
+            s.load(&["describe-profile", "high_throughput"]),
+            Ok(CliAction::DescribeProfile(n)) if n == "high_throughput"
+        ));
+        let err = s.error(&["describe-profile", "nope"]);
+        assert!(err.contains("unknown workload profile 'nope'") && err.contains("basic_rw"));
+        let err = s.error(&["describe-profile"]);
+        assert_eq!(
+            err,
+            "the following required arguments were not provided: <NAME>; see --help"
+        );
+        assert!(matches!(
+            s.load(&["--show-config"]),
+            Ok(CliAction::ShowConfig(_))
+        ));
+        match s.load(&["--save-config", "out.yaml"]) {
+            Ok(CliAction::SaveConfig(_, path)) => assert_eq!(path, s.dir.path().join("out.yaml")),
+            other => panic!("{other:?}"),
+        }
+        // Listing profiles does not need a valid configuration.
+        let broken = Setup::new().env("REDIS_PORT", "0");
+        assert!(matches!(
+            broken.load(&["list-profiles"]),
+            Ok(CliAction::ListProfiles)
+        ));
+    }
+
+    #[test]
+    fn secrets_are_redacted_everywhere() {
+        let cfg = Setup::new().config(&["--password", "hunter2", "--username", "bob"]);
+        assert_eq!(cfg.redis.password.as_ref().unwrap().expose(), "hunter2");
+        assert_eq!(resolved(&cfg, "redis.password"), ("***", Source::Cli));
+        let show = render_show_config(&cfg);
+        assert!(
+            show.contains("redis.password") && show.contains("***"),
+            "{show}"
+        );
+        let yaml = render_yaml(&cfg);
+        assert!(!yaml.contains("password:"), "{yaml}");
+        assert_eq!(cfg.redacted_json()["redis"]["password"], "***");
+        for text in [
+            show,
+            yaml,
+            format!("{cfg:?}"),
+            cfg.redacted_json().to_string(),
+        ] {
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+        let s = Setup::new().file("p.yaml", "redis:\n  password: [x, hunter2]\n");
+        let err = s.error(&["--config-file", "p.yaml"]);
+        assert!(
+            err.contains("redis.password") && err.contains("'***'"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn show_config_is_aligned_and_names_sources() {
+        let cfg = Setup::new()
+            .env("REDIS_HOST", "db.example")
+            .config(&["--seed", "7"]);
+        let show = render_show_config(&cfg);
+        let host_line = show.lines().find(|l| l.starts_with("redis.host ")).unwrap();
+        assert!(host_line.contains("db.example") && host_line.ends_with("(env)"));
+        let seed_line = show.lines().find(|l| l.starts_with("test.seed ")).unwrap();
+        assert!(seed_line.ends_with("(cli)"));
+        let user_line = show
+            .lines()
+            .find(|l| l.starts_with("redis.username "))
+            .unwrap();
+        assert!(user_line.contains("(not set)"));
+        // Sources line up in one column.
+        let columns: Vec<usize> = show
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.rfind('(').unwrap())
+            .collect();
+        assert!(columns.windows(2).all(|w| w[0] == w[1]), "{show}");
+        assert_eq!(
+            show.lines().filter(|l| l.is_empty()).count(),
+            SECTIONS.len() - 1
+        );
+    }
+
+    #[test]
+    fn saved_yaml_loads_back_to_the_same_values() {
+        let original_setup = Setup::new()
+            .env("REDIS_HOST", "10.0.0.5")
+            .env("REDIS_PASSWORD", "hunter2")
+            .dotenv("TEST_DURATION=1m30s\nLOG_LEVEL=Warning\n")
+            .file(
+                "base.yaml",
+                "identity:\n  app_name: 'true'\n  run_id: fixed-run\n",
+            );
+        for args in [
+            &[
+                "--config-file",
+                "base.yaml",
+                "--workload-profile",
+                "high_throughput",
+                "--operations",
+                "GET",
+                "--seed",
+                "18446744073709551615",
+                "--key-prefix",
+                "k: v #x",
+                "--quiet",
+                "--target-ops-per-second",
+                "1500.5",
+                "--output-file",
+                "out dir/report.json",
+            ][..],
+            &[
+                "--config-file",
+                "base.yaml",
+                "--value-size-min",
+                "1",
+                "--value-size-max",
+                "2",
+                "--operation-weights",
+                "INCR:1,SET:0.25",
+                "--protocol",
+                "resp2",
+            ][..],
+        ] {
+            let original = original_setup.config(args);
+            let yaml = render_yaml(&original);
+            let reload = Setup::new().file("saved.yaml", &yaml);
+            let path = reload.dir.path().join("saved.yaml");
+            save_config(&original, &path).unwrap();
+            let loaded = reload.config(&["--config-file", "saved.yaml"]);
+            for f in FIELDS {
+                let (a, b) = (&original.resolved[f.key], &loaded.resolved[f.key]);
+                if f.secret {
+                    assert_eq!(b.0, "", "secret was saved");
+                } else if is_per_run(f, a.1) {
+                    assert_eq!(b.1, Source::Default, "{}", f.key);
+                } else {
+                    assert_eq!(a.0, b.0, "{} differs after reload:\n{yaml}", f.key);
+                }
+            }
+            assert_eq!(original.workload.operations, loaded.workload.operations);
+            assert_eq!(original.workload.value_size, loaded.workload.value_size);
+            assert_eq!(original.test.duration, loaded.test.duration);
+            assert_eq!(original.test.seed, loaded.test.seed);
+            assert_eq!(original.identity.run_id, loaded.identity.run_id);
+            assert_eq!(original.redis.protocol, loaded.redis.protocol);
+            assert!(yaml.starts_with("# "));
+        }
+    }
+}

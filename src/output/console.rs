@@ -1,0 +1,205 @@
+//! Console output: one line per metrics interval (per-interval rates, not cumulative), a live
+//! progress bar when stdout is a terminal, and the final per-command table.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{CellAlignment, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::RunnerConfig;
+use crate::metrics::LatencySummary;
+use crate::output::report::{IntervalReport, RunReport};
+
+/// Prints the run's progress unless `--quiet`.
+pub struct Console {
+    quiet: bool,
+    duration: Option<Duration>,
+    bar: Option<ProgressBar>,
+}
+
+fn fmt_ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn fmt_count(v: f64) -> String {
+    // Thousands separators keep large rates readable.
+    let s = format!("{:.0}", v);
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+impl Console {
+    pub fn new(cfg: &RunnerConfig) -> Self {
+        let quiet = cfg.output.quiet;
+        let duration = cfg.test.duration;
+        let bar = (!quiet && std::io::stdout().is_terminal()).then(|| {
+            let bar = match duration {
+                Some(d) => {
+                    let bar = ProgressBar::new(d.as_secs().max(1));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{elapsed_precise} [{bar:30}] {pos}/{len}s {msg}",
+                        )
+                        .expect("static template")
+                        .progress_chars("=> "),
+                    );
+                    bar
+                }
+                None => {
+                    let bar = ProgressBar::new_spinner();
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                            .expect("static template"),
+                    );
+                    bar
+                }
+            };
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        });
+        Console {
+            quiet,
+            duration,
+            bar,
+        }
+    }
+
+    /// Moves the progress bar (called often; cheap).
+    pub fn tick(&self, elapsed: Duration) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(elapsed.as_secs());
+        }
+    }
+
+    /// Prints one interval's line.
+    pub fn interval(&self, r: &IntervalReport, elapsed: Duration) {
+        if self.quiet {
+            return;
+        }
+        let progress = match self.duration {
+            Some(d) => format!("{:>6.1}s/{}s", elapsed.as_secs_f64(), d.as_secs_f64()),
+            None => format!("{:>6.1}s", elapsed.as_secs_f64()),
+        };
+        let l = &r.latency_ms;
+        let line = format!(
+            "[{progress}] {} ops/s  errors {}  p50 {} ms  p95 {} ms  p99 {} ms  max {} ms",
+            fmt_count(r.ops_per_second),
+            r.errors,
+            fmt_ms(l.p50),
+            fmt_ms(l.p95),
+            fmt_ms(l.p99),
+            fmt_ms(l.max)
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(format!("{} ops/s", fmt_count(r.ops_per_second)));
+                bar.println(line);
+            }
+            None => println!("{line}"),
+        }
+    }
+
+    /// Prints the final table and totals.
+    pub fn summary(&self, report: &RunReport) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        if self.quiet {
+            return;
+        }
+        println!("{}", summary_table(report));
+        println!(
+            "workload {}  duration {:.1}s  ended by {:?}  server {}  client CPU {:.2} us/op",
+            report.workload_name,
+            report.duration_s,
+            report.end_reason,
+            report.server.version,
+            report.client_cpu.us_per_op
+        );
+        if let Some(rate) = &report.rate {
+            println!(
+                "target {} ops/s  achieved {} ops/s  schedule lag p50 {} ms  p99 {} ms  max {} ms",
+                fmt_count(rate.target_ops_per_second),
+                fmt_count(rate.achieved_ops_per_second),
+                fmt_ms(rate.schedule_lag_ms.p50),
+                fmt_ms(rate.schedule_lag_ms.p99),
+                fmt_ms(rate.schedule_lag_ms.max)
+            );
+        }
+        if report.connections.reconnects > 0 {
+            println!("reconnects {}", report.connections.reconnects);
+        }
+    }
+}
+
+/// The per-command table with a TOTAL row.
+pub fn summary_table(report: &RunReport) -> Table {
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED);
+    table.set_header(vec![
+        "command", "count", "ops/s", "errors", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "p99.9 ms",
+        "max ms",
+    ]);
+    let row = |name: &str, count: u64, rate: f64, errors: u64, l: &LatencySummary| {
+        vec![
+            name.to_string(),
+            fmt_count(count as f64),
+            fmt_count(rate),
+            fmt_count(errors as f64),
+            fmt_ms(l.p50),
+            fmt_ms(l.p90),
+            fmt_ms(l.p95),
+            fmt_ms(l.p99),
+            fmt_ms(l.p999),
+            fmt_ms(l.max),
+        ]
+    };
+    for (name, op) in &report.operations {
+        table.add_row(row(
+            name,
+            op.total,
+            op.ops_per_second,
+            op.errors,
+            &op.latency_ms,
+        ));
+    }
+    table.add_row(row(
+        "TOTAL",
+        report.total_commands_count,
+        report.overall_throughput,
+        report.failed_commands_count,
+        &report.latency_ms,
+    ));
+    for i in 1..10 {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_get_thousands_separators() {
+        assert_eq!(fmt_count(1234567.4), "1,234,567");
+        assert_eq!(fmt_count(999.0), "999");
+        assert_eq!(fmt_count(0.0), "0");
+    }
+}

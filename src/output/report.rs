@@ -1,0 +1,323 @@
+//! The run report: totals, per-command figures, intervals, client cost and the resolved config.
+//!
+//! Its JSON form is described by `docs/report.schema.json`; a test checks real output against it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::config::RunnerConfig;
+use crate::control::{CpuTimes, ServerInfo};
+use crate::error::ErrorClass;
+use crate::metrics::{CommandStats, IntervalData, LatencySummary};
+
+/// Why the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The configured duration passed.
+    Duration,
+    /// Ctrl-C or SIGTERM.
+    Signal,
+    /// Workers did not finish in time (or a second signal): the report holds what was handed in.
+    Aborted,
+    /// The run could not start.
+    Error,
+}
+
+/// Figures of one command.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperationReport {
+    pub total: u64,
+    pub success: u64,
+    pub errors: u64,
+    /// Failed commands by the family's `error_type` class (every class listed).
+    pub errors_by_type: BTreeMap<&'static str, u64>,
+    pub ops_per_second: f64,
+    /// Latency of successful commands, from the intended start.
+    pub latency_ms: LatencySummary,
+    /// Open loop only: latency from the actual send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_time_ms: Option<LatencySummary>,
+    /// Latencies beyond the histogram's one-hour range (counted, never clamped).
+    pub latency_overflows: u64,
+}
+
+/// One metrics interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct IntervalReport {
+    pub index: usize,
+    /// Seconds since the load started, at the end of this interval.
+    pub elapsed_s: f64,
+    pub interval_s: f64,
+    pub total: u64,
+    pub success: u64,
+    pub errors: u64,
+    pub ops_per_second: f64,
+    pub latency_ms: LatencySummary,
+    pub reconnects: u64,
+    /// Per command: commands completed in this interval.
+    pub operations: BTreeMap<&'static str, u64>,
+}
+
+/// Open-loop pacing: target vs achieved, and how late batches were sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct RateReport {
+    pub target_ops_per_second: f64,
+    pub achieved_ops_per_second: f64,
+    pub schedule_lag_ms: LatencySummary,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuReport {
+    pub user_s: f64,
+    pub sys_s: f64,
+    /// (user + sys) / commands, in microseconds: the load generator's own cost per command.
+    pub us_per_op: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionsReport {
+    pub workers: usize,
+    pub reconnects: u64,
+    pub connect_failures: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerReport {
+    pub version: String,
+    pub role: String,
+    pub mode: String,
+}
+
+/// The whole report, as written to `--output-file`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub app_name: String,
+    pub instance_id: String,
+    pub run_id: String,
+    pub version: String,
+    pub workload_name: String,
+    pub run_start: String,
+    pub run_end: String,
+    pub duration_s: f64,
+    pub end_reason: EndReason,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub total_commands_count: u64,
+    pub successful_commands_count: u64,
+    pub failed_commands_count: u64,
+    pub overall_throughput: f64,
+    pub latency_ms: LatencySummary,
+    pub errors_by_type: BTreeMap<&'static str, u64>,
+    pub operations: BTreeMap<&'static str, OperationReport>,
+    pub intervals: Vec<IntervalReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateReport>,
+    pub connections: ConnectionsReport,
+    pub client_cpu: CpuReport,
+    pub server: ServerReport,
+    pub config: serde_json::Value,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    OffsetDateTime::from(t)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+}
+
+fn per_second(count: u64, over: Duration) -> f64 {
+    let secs = over.as_secs_f64();
+    if secs > 0.0 { count as f64 / secs } else { 0.0 }
+}
+
+fn errors_by_type(errors: &[u64; ErrorClass::COUNT]) -> BTreeMap<&'static str, u64> {
+    ErrorClass::ALL
+        .iter()
+        .map(|c| (c.label(), errors[c.index()]))
+        .collect()
+}
+
+fn operation(stats: &CommandStats, over: Duration) -> OperationReport {
+    OperationReport {
+        total: stats.total(),
+        success: stats.success,
+        errors: stats.error_total(),
+        errors_by_type: errors_by_type(&stats.errors),
+        ops_per_second: per_second(stats.total(), over),
+        latency_ms: LatencySummary::from_histogram(&stats.latency, stats.overflow.max_ns),
+        service_time_ms: stats
+            .service
+            .as_ref()
+            .map(|h| LatencySummary::from_histogram(h, 0)),
+        latency_overflows: stats.overflow.count,
+    }
+}
+
+/// Accumulates intervals into the run's totals and builds the final report.
+pub struct ReportBuilder {
+    cfg_identity: (String, String, String, String),
+    workload_name: String,
+    config: serde_json::Value,
+    workers: usize,
+    target: Option<f64>,
+    server: ServerReport,
+    run_start: SystemTime,
+    totals: IntervalData,
+    intervals: Vec<IntervalReport>,
+}
+
+impl ReportBuilder {
+    pub fn new(
+        cfg: &RunnerConfig,
+        server: &ServerInfo,
+        run_start: SystemTime,
+        empty: IntervalData,
+    ) -> Self {
+        let id = &cfg.identity;
+        ReportBuilder {
+            cfg_identity: (
+                id.app_name.clone(),
+                id.instance_id.clone(),
+                id.run_id.clone(),
+                id.version.clone(),
+            ),
+            workload_name: cfg.workload.profile.clone(),
+            config: cfg.redacted_json(),
+            workers: cfg.test.workers(),
+            target: cfg.test.target_ops_per_second,
+            server: ServerReport {
+                version: server.version.clone(),
+                role: server.role.clone(),
+                mode: server.mode.clone(),
+            },
+            run_start,
+            totals: empty,
+            intervals: Vec::new(),
+        }
+    }
+
+    pub fn interval_count(&self) -> usize {
+        self.intervals.len()
+    }
+
+    /// Adds one interval's merged data; returns its report (for the console).
+    pub fn add_interval(
+        &mut self,
+        data: &IntervalData,
+        length: Duration,
+        elapsed: Duration,
+    ) -> IntervalReport {
+        self.totals.add(data);
+        let report = IntervalReport {
+            index: self.intervals.len(),
+            elapsed_s: elapsed.as_secs_f64(),
+            interval_s: length.as_secs_f64(),
+            total: data.total(),
+            success: data.success(),
+            errors: data.errors(),
+            ops_per_second: per_second(data.total(), length),
+            latency_ms: LatencySummary::from_histogram(
+                &data.merged_latency(),
+                data.overflow().max_ns,
+            ),
+            reconnects: data.reconnects,
+            operations: data
+                .per_command()
+                .map(|(c, s)| (c.name(), s.total()))
+                .collect(),
+        };
+        self.intervals.push(report.clone());
+        report
+    }
+
+    /// The final report. `measured` is the time load was applied (start to stop).
+    pub fn finish(
+        self,
+        run_end: SystemTime,
+        measured: Duration,
+        cpu: CpuTimes,
+        end_reason: EndReason,
+    ) -> RunReport {
+        let totals = &self.totals;
+        let total = totals.total();
+        let mut all_errors = [0u64; ErrorClass::COUNT];
+        for (_, s) in totals.per_command() {
+            for (a, e) in all_errors.iter_mut().zip(s.errors) {
+                *a += e;
+            }
+        }
+        let rate = self.target.map(|target| RateReport {
+            target_ops_per_second: target,
+            achieved_ops_per_second: per_second(total, measured),
+            schedule_lag_ms: totals
+                .schedule_lag
+                .as_ref()
+                .map(|h| LatencySummary::from_histogram(h, totals.lag_overflow.max_ns))
+                .unwrap_or_default(),
+        });
+        let (app_name, instance_id, run_id, version) = self.cfg_identity;
+        RunReport {
+            app_name,
+            instance_id,
+            run_id,
+            version,
+            workload_name: self.workload_name,
+            run_start: rfc3339(self.run_start),
+            run_end: rfc3339(run_end),
+            duration_s: measured.as_secs_f64(),
+            end_reason,
+            error: None,
+            total_commands_count: total,
+            successful_commands_count: totals.success(),
+            failed_commands_count: totals.errors(),
+            overall_throughput: per_second(total, measured),
+            latency_ms: LatencySummary::from_histogram(
+                &totals.merged_latency(),
+                totals.overflow().max_ns,
+            ),
+            errors_by_type: errors_by_type(&all_errors),
+            operations: totals
+                .per_command()
+                .map(|(c, s)| (c.name(), operation(s, measured)))
+                .collect(),
+            intervals: self.intervals,
+            rate,
+            connections: ConnectionsReport {
+                workers: self.workers,
+                reconnects: totals.reconnects,
+                connect_failures: totals.connect_failures,
+            },
+            client_cpu: CpuReport {
+                user_s: cpu.user_s,
+                sys_s: cpu.sys_s,
+                us_per_op: if total > 0 {
+                    (cpu.user_s + cpu.sys_s) * 1e6 / total as f64
+                } else {
+                    0.0
+                },
+            },
+            server: self.server,
+            config: self.config,
+        }
+    }
+}
+
+impl RunReport {
+    /// The report of a run that could not start: identity, config and the error.
+    pub fn failed(cfg: &RunnerConfig, error: String) -> RunReport {
+        let now = SystemTime::now();
+        let empty = IntervalData::new(&[], false);
+        let mut report = ReportBuilder::new(cfg, &ServerInfo::default(), now, empty).finish(
+            now,
+            Duration::ZERO,
+            CpuTimes::default(),
+            EndReason::Error,
+        );
+        report.error = Some(error);
+        report
+    }
+}

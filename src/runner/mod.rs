@@ -1,0 +1,235 @@
+//! The run's lifecycle: connect workers, start them together, report every interval, stop on
+//! duration end or signal, wait (bounded) for in-flight replies, write the report.
+//!
+//! The calling thread is the reporter: it swaps interval data out of the worker shards, prints
+//! it and keeps the run's totals. Workers are plain OS threads that own everything they touch
+//! per command.
+
+pub mod schedule;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, bounded, unbounded};
+
+use crate::config::RunnerConfig;
+use crate::control;
+use crate::error::{AppError, ExitCode};
+use crate::metrics::MetricsHub;
+use crate::output::console::Console;
+use crate::output::json;
+use crate::output::report::{EndReason, ReportBuilder, RunReport};
+use crate::shutdown::Shutdown;
+use crate::workload;
+use worker::Worker;
+
+/// How long the reporter waits for workers to hand in an interval's data.
+const COLLECT_WAIT: Duration = Duration::from_millis(200);
+/// How often the reporter looks at signals between intervals.
+const TICK: Duration = Duration::from_millis(10);
+
+/// What a finished run returns: the report (also written as JSON) and the exit code.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub report: RunReport,
+    pub exit: ExitCode,
+}
+
+/// Runs the load described by `cfg` until its duration ends or `shutdown` is requested.
+pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, AppError> {
+    let console = Console::new(&cfg);
+    let server = match control::server_info(&cfg.redis) {
+        Ok(info) => info,
+        Err(e) => {
+            let err = AppError::Connect {
+                host: cfg.redis.host.clone(),
+                port: cfg.redis.port,
+                reason: e.to_string(),
+            };
+            write_failure_report(&cfg, &err)?;
+            return Err(err);
+        }
+    };
+    let commands = workload::commands(&cfg.workload);
+    let open_loop = cfg.test.target_ops_per_second.is_some();
+    let workers = cfg.test.workers();
+    let hub = MetricsHub::new(workers, &commands, open_loop);
+    // Stops the workers: set on duration end, on a signal, or when start-up fails.
+    let stop = Shutdown::new();
+
+    let (ready_tx, ready_rx) = unbounded();
+    let (go_tx, go_rx) = bounded::<Instant>(workers);
+    let (done_tx, done_rx) = unbounded::<usize>();
+    let mut handles = Vec::with_capacity(workers);
+    for index in 0..workers {
+        let (cfg, hub, stop) = (Arc::clone(&cfg), Arc::clone(&hub), stop.clone());
+        let (ready_tx, go_rx, done_tx) = (ready_tx.clone(), go_rx.clone(), done_tx.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("worker-{index}"))
+            .spawn(move || {
+                worker::tighten_timer_slack();
+                let result = Worker::connect(index, cfg, &hub, stop);
+                let mut worker = match result {
+                    Ok(w) => {
+                        let _ = ready_tx.send(Ok(index));
+                        w
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                if let Ok(start) = go_rx.recv() {
+                    // A panic is a bug; catching it keeps the other workers and the report.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        worker.run(start)
+                    }));
+                    if outcome.is_err() {
+                        tracing::error!(worker = index, "worker panicked; its data so far is kept");
+                    }
+                }
+                let _ = done_tx.send(index);
+            })
+            .map_err(|e| AppError::Run(format!("cannot start worker thread: {e}")))?;
+        handles.push(handle);
+    }
+    drop((ready_tx, done_tx));
+
+    for _ in 0..workers {
+        let outcome = ready_rx
+            .recv()
+            .map_err(|_| AppError::Run("a worker thread ended during start-up".into()))?;
+        if let Err(e) = outcome {
+            stop.request();
+            drop(go_tx);
+            let err = AppError::Connect {
+                host: cfg.redis.host.clone(),
+                port: cfg.redis.port,
+                reason: e.to_string(),
+            };
+            write_failure_report(&cfg, &err)?;
+            return Err(err);
+        }
+    }
+
+    let started = Instant::now();
+    let run_start = SystemTime::now();
+    let cpu_start = control::cpu_times();
+    for _ in 0..workers {
+        let _ = go_tx.send(started);
+    }
+    tracing::info!(workers, "load started");
+
+    let mut builder = ReportBuilder::new(&cfg, &server, run_start, hub.new_data());
+    let mut interval_data = hub.new_data();
+    let interval = cfg.output.metrics_interval;
+    let deadline = cfg.test.duration.map(|d| started + d);
+    let mut next_report = started + interval;
+    let mut last_report = started;
+    let mut end_reason = EndReason::Duration;
+    loop {
+        let now = Instant::now();
+        if shutdown.is_stopping() {
+            end_reason = EndReason::Signal;
+            break;
+        }
+        if deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        if now >= next_report {
+            hub.collect(&mut interval_data, COLLECT_WAIT);
+            let report = builder.add_interval(&interval_data, now - last_report, now - started);
+            console.interval(&report, now - started);
+            interval_data.reset();
+            last_report = now;
+            next_report += interval;
+            continue;
+        }
+        console.tick(now - started);
+        let mut wake = next_report.min(now + TICK);
+        if let Some(d) = deadline {
+            wake = wake.min(d);
+        }
+        std::thread::sleep(wake.saturating_duration_since(now));
+    }
+    let stop_at = Instant::now();
+    stop.request();
+    let drained = wait_for_workers(&done_rx, workers, drain_limit(&cfg), &shutdown);
+    if !drained {
+        end_reason = EndReason::Aborted;
+        tracing::warn!("not every worker finished in time; reporting what was handed in");
+    }
+    // Whatever was handed in after the last interval goes into a final, shorter interval.
+    let end = Instant::now();
+    hub.collect(
+        &mut interval_data,
+        if drained {
+            COLLECT_WAIT
+        } else {
+            Duration::ZERO
+        },
+    );
+    if interval_data.total() > 0 || builder.interval_count() == 0 {
+        let report = builder.add_interval(&interval_data, end - last_report, end - started);
+        console.interval(&report, end - started);
+    }
+    if drained {
+        for handle in handles {
+            let _ = handle.join();
+        }
+    }
+    let cpu = control::cpu_times().since(&cpu_start);
+    let report = builder.finish(SystemTime::now(), stop_at - started, cpu, end_reason);
+    if let Some(path) = &cfg.output.output_file {
+        json::write_atomic(path, &report)?;
+    }
+    console.summary(&report);
+    let exit = if report.total_commands_count > 0 && report.successful_commands_count == 0 {
+        ExitCode::RunFailed
+    } else {
+        ExitCode::Ok
+    };
+    Ok(RunSummary { report, exit })
+}
+
+/// How long to wait for in-flight replies after stopping: a read can block for one socket
+/// timeout, plus a reconnect attempt's connect timeout.
+fn drain_limit(cfg: &RunnerConfig) -> Duration {
+    cfg.redis.socket_timeout + cfg.redis.connect_timeout + Duration::from_secs(1)
+}
+
+/// Waits until every worker has finished, `limit` passes, or a second signal aborts the wait.
+fn wait_for_workers(
+    done: &Receiver<usize>,
+    workers: usize,
+    limit: Duration,
+    shutdown: &Shutdown,
+) -> bool {
+    let until = Instant::now() + limit;
+    let mut finished = 0;
+    while finished < workers {
+        if shutdown.is_aborted() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return false;
+        }
+        match done.recv_timeout((until - now).min(TICK * 5)) {
+            Ok(_) => finished += 1,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return true,
+        }
+    }
+    true
+}
+
+/// Writes a report for a run that could not start, so a JSON consumer always finds a file.
+fn write_failure_report(cfg: &RunnerConfig, err: &AppError) -> Result<(), AppError> {
+    if let Some(path) = &cfg.output.output_file {
+        let report = RunReport::failed(cfg, err.to_string());
+        json::write_atomic(path, &report)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Test support: real redis-server processes on free loopback ports, and the binary under test.
+//!
+//! Each `RedisServer` is a child process stopped by pid when dropped (also when a test fails and
+//! unwinds). Servers run without persistence in a temporary directory.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis_loadgen::config::{Protocol, RedisConfig};
+use redis_loadgen::control::{self, CommandCalls};
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+pub struct RedisServer {
+    pub port: u16,
+    child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// Starts redis-server with extra arguments and waits until it answers PING.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A port can be taken between probing and binding: retry with another.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .arg("--logfile")
+                .arg(dir.path().join(format!("redis-{port}.log")))
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server on PATH (scripts/test.sh installs it)");
+            if wait_ready(&mut child, port, Duration::from_secs(5)) {
+                return RedisServer { port, child, dir };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Connection settings for the library's control plane.
+    pub fn redis_config(&self) -> RedisConfig {
+        RedisConfig {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            username: None,
+            password: None,
+            db: 0,
+            protocol: Protocol::Resp3,
+            socket_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// `INFO commandstats`, keyed by lower-case command name.
+    pub fn commandstats(&self) -> BTreeMap<String, CommandCalls> {
+        control::commandstats(&self.redis_config()).expect("INFO commandstats")
+    }
+
+    /// Runs one command through redis-cli and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli on PATH");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_ready(child: &mut Child, port: u16, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if ping(port) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 64];
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read(&mut buf)
+            .map(|n| buf[..n].starts_with(b"+PONG"))
+            .unwrap_or(false)
+}
+
+/// The redis-loadgen binary, run in an empty temp dir (so no stray `.env` is read) with no
+/// inherited REDIS_*/TEST_* variables.
+pub fn loadgen(workdir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redis-loadgen"));
+    cmd.current_dir(workdir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("REDIS_")
+            || key.starts_with("TEST_")
+            || key.starts_with("OTEL_")
+            || matches!(
+                key.as_str(),
+                "LOG_LEVEL"
+                    | "LOG_FILE"
+                    | "OUTPUT_FILE"
+                    | "QUIET"
+                    | "METRICS_INTERVAL"
+                    | "APP_NAME"
+                    | "INSTANCE_ID"
+                    | "RUN_ID"
+                    | "VERSION"
+                    | "CONFIG_FILE"
+            )
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Reads a JSON report.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("report {} not written: {e}", path.display()));
+    serde_json::from_str(&text).expect("report is JSON")
+}
+
+/// The checked-in JSON Schema of the report.
+pub fn report_schema_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json")
+}

@@ -1,0 +1,134 @@
+//! The data plane allocates nothing per command in steady state: a counting global allocator
+//! watches a real worker run SET/GET batches against a real redis-server, unpipelined and at
+//! pipeline 100, while a reporter collects its metrics.
+
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis_loadgen::config::{CliAction, load_from_args};
+use redis_loadgen::metrics::MetricsHub;
+use redis_loadgen::runner::worker::Worker;
+use redis_loadgen::{Shutdown, workload};
+use support::RedisServer;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: forwards to the system allocator; only counts calls on the calling thread.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(|c| c.get())
+}
+
+/// Runs `batches` batches after a warm-up; returns (allocations on the worker thread, commands
+/// the reporter recorded).
+fn steady_state_allocations(server: &RedisServer, batches: u64, extra: &[&str]) -> (u64, u64) {
+    let mut args: Vec<OsString> = ["redis-loadgen", "--port", &server.port.to_string()]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    args.extend(extra.iter().map(OsString::from));
+    let cwd = tempfile::tempdir().unwrap();
+    let Ok(CliAction::Run(cfg)) = load_from_args(args, &|_: &str| None, cwd.path()) else {
+        panic!("config did not load");
+    };
+    let cfg = Arc::new(cfg);
+    let commands = workload::commands(&cfg.workload);
+    let hub = MetricsHub::new(1, &commands, false);
+    let mut worker = Worker::connect(0, Arc::clone(&cfg), &hub, Shutdown::new()).unwrap();
+
+    // A reporter on another thread asks for the shard every few milliseconds, so publishing is
+    // part of what is measured.
+    let done = Arc::new(AtomicBool::new(false));
+    let reporter = {
+        let (hub, done) = (Arc::clone(&hub), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut total = hub.new_data();
+            while !done.load(Ordering::Relaxed) {
+                hub.collect(&mut total, Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            total.total()
+        })
+    };
+    worker.run_batches(2_000); // warm-up: buffers reach their working size
+    let before = allocations();
+    worker.run_batches(batches);
+    let during = allocations() - before;
+    done.store(true, Ordering::Relaxed);
+    drop(worker); // hands in its last data
+    let mut recorded = reporter.join().unwrap();
+    let mut rest = hub.new_data();
+    hub.collect(&mut rest, Duration::ZERO);
+    recorded += rest.total();
+    (during, recorded)
+}
+
+#[test]
+fn set_get_unpipelined_allocates_nothing_per_command() {
+    let server = RedisServer::start();
+    let (allocs, recorded) = steady_state_allocations(
+        &server,
+        20_000,
+        &[
+            "--operations",
+            "SET,GET",
+            "--value-size-min",
+            "10",
+            "--value-size-max",
+            "500",
+        ],
+    );
+    assert!(recorded >= 20_000, "recorded {recorded}");
+    assert_eq!(allocs, 0, "allocations during 20,000 unpipelined commands");
+}
+
+#[test]
+fn set_get_pipelined_allocates_nothing_per_command() {
+    let server = RedisServer::start();
+    let (allocs, recorded) = steady_state_allocations(
+        &server,
+        5_000,
+        &[
+            "--workload-profile",
+            "high_throughput",
+            "--pipeline-size",
+            "100",
+        ],
+    );
+    assert!(recorded >= 500_000, "recorded {recorded}");
+    assert_eq!(allocs, 0, "allocations during 500,000 pipelined commands");
+}
