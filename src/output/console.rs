@@ -123,10 +123,10 @@ impl Console {
         }
         println!("{}", summary_table(report));
         println!(
-            "workload {}  duration {:.1}s  ended by {:?}  server {}  client CPU {:.2} us/op",
+            "workload {}  duration {:.1}s  ended by {}  server {}  client CPU {:.2} us/op",
             report.workload_name,
             report.duration_s,
-            report.end_reason,
+            report.end_reason.label(),
             report.server.version,
             report.client_cpu.us_per_op
         );

@@ -28,6 +28,17 @@ pub enum EndReason {
     Error,
 }
 
+impl EndReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            EndReason::Duration => "duration",
+            EndReason::Signal => "signal",
+            EndReason::Aborted => "aborted",
+            EndReason::Error => "error",
+        }
+    }
+}
+
 /// Figures of one command.
 #[derive(Debug, Clone, Serialize)]
 pub struct OperationReport {
