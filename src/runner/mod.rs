@@ -26,6 +26,8 @@ use worker::Worker;
 
 /// How long the reporter waits for workers to hand in an interval's data.
 const COLLECT_WAIT: Duration = Duration::from_millis(200);
+/// Longest time between two gatherings of worker data (see the reporter loop).
+const GATHER_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 /// How often the reporter looks at signals between intervals.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -126,6 +128,10 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     let interval = cfg.output.metrics_interval;
     let deadline = cfg.test.duration.map(|d| started + d);
     let mut next_report = started + interval;
+    // Data is gathered at least every second, even with a longer display interval, so that a
+    // run aborted while workers are stuck in reads loses at most about a second of it.
+    let gather_every = interval.min(GATHER_AT_LEAST_EVERY);
+    let mut next_gather = started + gather_every;
     let mut last_report = started;
     let mut end_reason = EndReason::Duration;
     loop {
@@ -137,17 +143,20 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
         if deadline.is_some_and(|d| now >= d) {
             break;
         }
-        if now >= next_report {
+        if now >= next_gather {
             hub.collect(&mut interval_data, COLLECT_WAIT);
-            let report = builder.add_interval(&interval_data, now - last_report, now - started);
-            console.interval(&report, now - started);
-            interval_data.reset();
-            last_report = now;
-            next_report += interval;
+            if now >= next_report {
+                let report = builder.add_interval(&interval_data, now - last_report, now - started);
+                console.interval(&report, now - started);
+                interval_data.reset();
+                last_report = now;
+                next_report += interval;
+            }
+            next_gather = (now + gather_every).min(next_report);
             continue;
         }
         console.tick(now - started);
-        let mut wake = next_report.min(now + TICK);
+        let mut wake = next_gather.min(now + TICK);
         if let Some(d) = deadline {
             wake = wake.min(d);
         }

@@ -1,0 +1,153 @@
+//! Faults at run time on a real redis-server: workers survive killed connections and error
+//! replies (counted by class, with backoff instead of a tight loop), and a second SIGINT stops
+//! waiting for stuck replies while still writing the report.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{RedisServer, loadgen, read_json};
+
+#[test]
+fn killed_connections_are_counted_and_workers_reconnect() {
+    let server = RedisServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut child = loadgen(work.path())
+        .args(["--port", &server.port.to_string(), "--duration", "3"])
+        .args(["--clients", "1", "--threads-per-client", "3", "--quiet"])
+        .args([
+            "--workload-profile",
+            "high_throughput",
+            "--output-file",
+            "r.json",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let killed = server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    assert!(
+        killed.trim().parse::<u32>().unwrap() >= 3,
+        "killed {killed}"
+    );
+    assert!(child.wait().unwrap().success());
+    let report = read_json(&work.path().join("r.json"));
+    assert!(report["connections"]["reconnects"].as_u64().unwrap() >= 3);
+    // Load continued after the reconnect: the last interval still has successes.
+    let last = report["intervals"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(last["success"].as_u64().unwrap() > 0, "{last}");
+    let by_type = &report["errors_by_type"];
+    let failed = report["failed_commands_count"].as_u64().unwrap();
+    let connection_errors = by_type["connection_error"].as_u64().unwrap();
+    assert_eq!(failed, connection_errors, "{by_type}");
+}
+
+#[test]
+fn error_replies_are_classified_and_backed_off() {
+    // maxmemory of one byte: every SET is refused with -OOM, reads still work.
+    let server = RedisServer::start_with(&["--maxmemory", "1", "--maxmemory-policy", "noeviction"]);
+    let work = tempfile::tempdir().unwrap();
+    let before = server.commandstats();
+    let out = loadgen(work.path())
+        .args([
+            "--port",
+            &server.port.to_string(),
+            "--duration",
+            "2",
+            "--quiet",
+        ])
+        .args([
+            "--clients",
+            "1",
+            "--threads-per-client",
+            "2",
+            "--operations",
+            "SET",
+        ])
+        .args(["--output-file", "r.json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no command succeeded: run failed"
+    );
+    let report = read_json(&work.path().join("r.json"));
+    let set = &report["operations"]["SET"];
+    let errors = set["errors"].as_u64().unwrap();
+    assert!(errors > 0);
+    assert_eq!(
+        set["errors_by_type"]["memory_error"].as_u64().unwrap(),
+        errors
+    );
+    // Without backoff two workers would send tens of thousands of commands in 2 s.
+    assert!(errors < 2_000, "{errors} failed commands: no backoff");
+    let after = server.commandstats();
+    let seen = after["set"].seen() - before.get("set").map_or(0, |c| c.seen());
+    assert_eq!(
+        set["total"].as_u64().unwrap(),
+        seen,
+        "refused commands are counted exactly"
+    );
+}
+
+#[test]
+fn second_sigint_stops_waiting_and_still_writes_report() {
+    let server = RedisServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut child = loadgen(work.path())
+        .args([
+            "--port",
+            &server.port.to_string(),
+            "--quiet",
+            "--output-file",
+            "r.json",
+        ])
+        .args([
+            "--clients",
+            "1",
+            "--threads-per-client",
+            "2",
+            "--socket-timeout",
+            "30",
+        ])
+        .spawn()
+        .unwrap();
+    // Past the first gathering of worker data (every second at most), so there is data to keep.
+    std::thread::sleep(Duration::from_millis(1500));
+    // Replies stop coming: workers block in reads for up to the 30 s socket timeout.
+    assert!(
+        server
+            .cli(&["CLIENT", "PAUSE", "20000", "ALL"])
+            .contains("OK")
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = child.id() as i32;
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "first SIGINT waits for in-flight replies"
+    );
+    let t = Instant::now();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "exit took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        status.code().is_some(),
+        "exited normally, not killed by the signal"
+    );
+    let report = read_json(&work.path().join("r.json"));
+    assert_eq!(report["end_reason"], "aborted");
+    assert!(report["successful_commands_count"].as_u64().unwrap() > 0);
+}
