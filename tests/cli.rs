@@ -286,3 +286,32 @@ fn save_config_round_trips_through_config_file() {
         .unwrap();
     assert!(line.contains("1234") && line.contains("file"), "{line}");
 }
+
+#[test]
+fn env_example_copied_to_dotenv_gives_a_working_run() {
+    let server = RedisServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example");
+    std::fs::copy(example, work.path().join(".env")).unwrap();
+    let out = loadgen(work.path())
+        .args([
+            "--port",
+            &server.port.to_string(),
+            "--duration",
+            "0.5",
+            "--quiet",
+        ])
+        .args([
+            "--clients",
+            "1",
+            "--threads-per-client",
+            "1",
+            "--output-file",
+            "r.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = read_json(&work.path().join("r.json"));
+    assert!(report["successful_commands_count"].as_u64().unwrap() > 0);
+}

@@ -119,6 +119,11 @@ fn custom_mix_with_incr_counts_match_server() {
 }
 
 #[test]
+fn resp2_with_select_counts_match_server() {
+    run_profile("basic_rw", &["--protocol", "2", "--db", "3"]);
+}
+
+#[test]
 fn sigint_ends_run_with_exact_counts_and_report() {
     let server = RedisServer::start();
     let work = tempfile::tempdir().unwrap();

@@ -51,3 +51,58 @@ impl Workload for BasicRw {
         command
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ValueSize, WorkloadKind};
+    use rand_core::SeedableRng;
+
+    fn config() -> WorkloadConfig {
+        WorkloadConfig {
+            profile: "basic_rw".into(),
+            kind: WorkloadKind::BasicRw,
+            operations: vec![
+                (Command::Set, 0.4),
+                (Command::Get, 0.4),
+                (Command::Del, 0.1),
+                (Command::Incr, 0.1),
+            ],
+            key_prefix: "k".into(),
+            key_range: 1000,
+            value_size: ValueSize::Range { min: 1, max: 64 },
+            use_pipeline: false,
+            pipeline_size: 1,
+        }
+    }
+
+    fn encode(seed: u64, n: usize) -> Vec<u8> {
+        let mut rng = WorkerRng::seed_from_u64(seed);
+        let mut w = BasicRw::new(&config(), &mut rng);
+        let mut out = Vec::new();
+        for _ in 0..n {
+            w.encode_next(&mut rng, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn same_seed_same_commands_keys_and_values() {
+        assert_eq!(encode(42, 500), encode(42, 500));
+        assert_ne!(encode(42, 500), encode(43, 500));
+    }
+
+    #[test]
+    fn reads_and_writes_share_keys_and_incr_has_its_own() {
+        let out = encode(7, 2000);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("SET\r\n$") && text.contains("GET\r\n$"));
+        assert!(text.contains("INCR\r\n$") && text.contains("k:counter:"));
+        // Every GET key is a plain key of the same space SET writes to.
+        for request in text.split("*2\r\n$3\r\nGET\r\n").skip(1) {
+            let key = request.split("\r\n").nth(1).unwrap();
+            let n: u64 = key.strip_prefix("k:").unwrap().parse().unwrap();
+            assert!(n < 1000);
+        }
+    }
+}
