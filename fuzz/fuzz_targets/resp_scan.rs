@@ -32,7 +32,15 @@ fuzz_target!(|buf: &[u8]| {
 
     // A handful of strict prefixes: the edges (empty, one byte, one short of the end) plus a
     // spread in between, so each input stays cheap to check.
-    let mut cuts = [0, 1, used / 4, used / 2, used * 3 / 4, used.saturating_sub(2), used - 1];
+    let mut cuts = [
+        0,
+        1,
+        used / 4,
+        used / 2,
+        used * 3 / 4,
+        used.saturating_sub(2),
+        used - 1,
+    ];
     cuts.sort_unstable();
     let mut last = usize::MAX;
     for cut in cuts {
@@ -43,6 +51,10 @@ fuzz_target!(|buf: &[u8]| {
         // Stricter than "not Some": a valid reply cut short must not read as malformed either,
         // or a short read would drop a healthy connection.
         let prefix = scan(&whole[..cut]);
-        assert_eq!(prefix, Ok(None), "strict prefix of {cut}/{used} bytes is not 'incomplete'");
+        assert_eq!(
+            prefix,
+            Ok(None),
+            "strict prefix of {cut}/{used} bytes is not 'incomplete'"
+        );
     }
 });
