@@ -2,6 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Instant;
 
 use crate::client::encode;
 use crate::client::resp::{self, ProtocolError, Reply, ReplyKind};
@@ -70,6 +71,9 @@ pub struct RespConnection<S> {
     /// Unconsumed bytes are `read_buf[read_start..read_end]`.
     read_start: usize,
     read_end: usize,
+    /// When the last read from the socket returned: the moment every reply in those bytes
+    /// became available to us.
+    last_read_at: Instant,
 }
 
 impl<S: Read + Write> RespConnection<S> {
@@ -80,6 +84,7 @@ impl<S: Read + Write> RespConnection<S> {
             read_buf: vec![0; INITIAL_READ_BUFFER],
             read_start: 0,
             read_end: 0,
+            last_read_at: Instant::now(),
         }
     }
 
@@ -117,6 +122,15 @@ impl<S: Read + Write> RespConnection<S> {
         }
     }
 
+    /// When the bytes of the last reply returned by [`read_reply`](Self::read_reply) were read
+    /// from the socket. Replies that arrive together share it: one clock read per `read`
+    /// call instead of one per reply, and it is when the reply was there, not when we got
+    /// round to scanning it.
+    #[inline]
+    pub fn reply_received_at(&self) -> Instant {
+        self.last_read_at
+    }
+
     /// The payload bytes of a reply returned by the last [`read_reply`](Self::read_reply).
     #[inline]
     pub fn payload(&self, reply: &Reply) -> &[u8] {
@@ -147,6 +161,7 @@ impl<S: Read + Write> RespConnection<S> {
             return Err(ConnError::Closed);
         }
         self.read_end += n;
+        self.last_read_at = Instant::now();
         Ok(())
     }
 

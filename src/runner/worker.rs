@@ -178,7 +178,7 @@ impl Worker {
                         let class = ErrorClass::from_error_reply(conn.payload(&reply));
                         self.metrics.record_error(command, class);
                     } else {
-                        let now = Instant::now();
+                        let now = conn.reply_received_at();
                         self.metrics.record_success(
                             command,
                             now.saturating_duration_since(start).as_nanos() as u64,
