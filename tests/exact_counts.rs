@@ -123,8 +123,8 @@ fn resp2_with_select_counts_match_server() {
     run_profile("basic_rw", &["--protocol", "2", "--db", "3"]);
 }
 
-#[test]
-fn sigint_ends_run_with_exact_counts_and_report() {
+/// Runs until `signal`, which must end the run cleanly with exact counts and a valid report.
+fn signal_ends_run_with_exact_counts_and_report(signal: i32) {
     let server = RedisServer::start();
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("report.json");
@@ -139,13 +139,23 @@ fn sigint_ends_run_with_exact_counts_and_report() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, signal) };
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     let report = read_json(&out);
     assert_eq!(report["end_reason"], "signal");
     assert_counts_match(&server, &before, &report);
     assert_matches_schema(&report);
+}
+
+#[test]
+fn sigint_ends_run_with_exact_counts_and_report() {
+    signal_ends_run_with_exact_counts_and_report(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_ends_run_with_exact_counts_and_report() {
+    signal_ends_run_with_exact_counts_and_report(libc::SIGTERM);
 }
 
 #[test]

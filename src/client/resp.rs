@@ -7,7 +7,8 @@
 //! control plane uses the redis crate instead.
 //!
 //! We scan by hand because the RESP crates we measured build a `Vec` per aggregate frame,
-//! which breaks the zero-allocation bar for multi-bulk replies (see the CHANGELOG note).
+//! which breaks the zero-allocation bar for multi-bulk replies (figures in
+//! docs/architecture.md).
 
 use std::ops::Range;
 

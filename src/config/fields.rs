@@ -471,6 +471,29 @@ pub fn env_example() -> String {
     out
 }
 
+/// The README's configuration table rows (`| key | flag | env | default |`), one per field.
+pub fn markdown_rows() -> String {
+    let mut out = String::new();
+    for spec in FIELDS {
+        let default = match spec.default {
+            Some(_) if spec.key == "identity.version" => "the program version".to_string(),
+            Some(_) if spec.secret => "***".to_string(),
+            Some(d) => format!("`{d}`"),
+            None => "not set".to_string(),
+        };
+        let flag = if spec.is_bool {
+            format!("`--{}[=BOOL]`", spec.flag)
+        } else {
+            format!("`--{}`", spec.flag)
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | `{}` | {} |\n",
+            spec.key, flag, spec.env, default
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -591,6 +614,32 @@ mod tests {
             actual == expected,
             "{} is out of date; rerun the tests with UPDATE_ENV_EXAMPLE=1 to regenerate it",
             path.display()
+        );
+    }
+
+    /// The README's configuration table is generated from [`FIELDS`] too; after changing the
+    /// table, run the tests with `UPDATE_README=1` to rewrite it in place.
+    #[test]
+    fn readme_config_table_is_up_to_date() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&path).expect("README.md");
+        let header = "| config key | flag | environment | default |\n|---|---|---|---|\n";
+        let start = readme
+            .find(header)
+            .expect("README has the configuration table")
+            + header.len();
+        let end = readme[start..]
+            .find("\n\n")
+            .map_or(readme.len(), |i| start + i + 1);
+        let expected = markdown_rows();
+        if std::env::var_os("UPDATE_README").is_some() {
+            let updated = format!("{}{}{}", &readme[..start], expected, &readme[end..]);
+            std::fs::write(&path, updated).expect("write README.md");
+            return;
+        }
+        assert!(
+            readme[start..end] == expected,
+            "README.md's configuration table is out of date; rerun the tests with UPDATE_README=1"
         );
     }
 }
