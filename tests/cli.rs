@@ -5,7 +5,7 @@ mod support;
 
 use std::process::Output;
 
-use support::{RedisServer, free_port, loadgen, read_json};
+use support::{RedisServer, free_port, loadgen, read_json, small_run};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -293,24 +293,7 @@ fn env_example_copied_to_dotenv_gives_a_working_run() {
     let work = tempfile::tempdir().unwrap();
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example");
     std::fs::copy(example, work.path().join(".env")).unwrap();
-    let out = loadgen(work.path())
-        .args([
-            "--port",
-            &server.port.to_string(),
-            "--duration",
-            "0.5",
-            "--quiet",
-        ])
-        .args([
-            "--clients",
-            "1",
-            "--threads-per-client",
-            "1",
-            "--output-file",
-            "r.json",
-        ])
-        .output()
-        .unwrap();
+    let out = small_run(work.path(), server.port).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let report = read_json(&work.path().join("r.json"));
     assert!(report["successful_commands_count"].as_u64().unwrap() > 0);

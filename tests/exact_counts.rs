@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{RedisServer, loadgen, read_json, report_schema_path};
+use support::{RedisServer, loadgen, read_json, report_schema_path, small_run};
 
 /// Asserts each reported command's total equals the server's calls delta, and the report's own
 /// figures add up.
@@ -164,24 +164,7 @@ fn report_file_is_replaced_atomically_not_appended() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("r.json");
     std::fs::write(&out, "stale").unwrap();
-    let status = loadgen(work.path())
-        .args([
-            "--port",
-            &server.port.to_string(),
-            "--duration",
-            "0.5",
-            "--quiet",
-        ])
-        .args([
-            "--clients",
-            "1",
-            "--threads-per-client",
-            "1",
-            "--output-file",
-            "r.json",
-        ])
-        .status()
-        .unwrap();
+    let status = small_run(work.path(), server.port).status().unwrap();
     assert!(status.success());
     read_json(&out);
     let leftovers: Vec<_> = std::fs::read_dir(work.path())

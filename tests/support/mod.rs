@@ -160,6 +160,22 @@ pub fn loadgen(workdir: &Path) -> Command {
     cmd
 }
 
+/// A short, small, quiet run against `port` writing `r.json` in `workdir`: one worker,
+/// half a second. Tests add their own flags.
+pub fn small_run(workdir: &Path, port: u16) -> Command {
+    let mut cmd = loadgen(workdir);
+    cmd.args(["--port", &port.to_string(), "--duration", "0.5", "--quiet"])
+        .args([
+            "--clients",
+            "1",
+            "--threads-per-client",
+            "1",
+            "--output-file",
+            "r.json",
+        ]);
+    cmd
+}
+
 /// Reads a JSON report.
 pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path)
