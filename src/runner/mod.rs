@@ -43,15 +43,7 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     let console = Console::new(&cfg);
     let server = match control::server_info(&cfg.redis) {
         Ok(info) => info,
-        Err(e) => {
-            let err = AppError::Connect {
-                host: cfg.redis.host.clone(),
-                port: cfg.redis.port,
-                reason: e.to_string(),
-            };
-            write_failure_report(&cfg, &err)?;
-            return Err(err);
-        }
+        Err(e) => return Err(cannot_connect(&cfg, e.to_string())),
     };
     let commands = workload::commands(&cfg.workload);
     let open_loop = cfg.test.target_ops_per_second.is_some();
@@ -105,13 +97,7 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
         if let Err(e) = outcome {
             stop.request();
             drop(go_tx);
-            let err = AppError::Connect {
-                host: cfg.redis.host.clone(),
-                port: cfg.redis.port,
-                reason: e.to_string(),
-            };
-            write_failure_report(&cfg, &err)?;
-            return Err(err);
+            return Err(cannot_connect(&cfg, e.to_string()));
         }
     }
 
@@ -234,11 +220,19 @@ fn wait_for_workers(
     true
 }
 
-/// Writes a report for a run that could not start, so a JSON consumer always finds a file.
-fn write_failure_report(cfg: &RunnerConfig, err: &AppError) -> Result<(), AppError> {
+/// The error for a run that could not connect at start. Writes its report first, so a JSON
+/// consumer always finds a file (if that write fails too, that error is returned instead).
+fn cannot_connect(cfg: &RunnerConfig, reason: String) -> AppError {
+    let err = AppError::Connect {
+        host: cfg.redis.host.clone(),
+        port: cfg.redis.port,
+        reason,
+    };
     if let Some(path) = &cfg.output.output_file {
         let report = RunReport::failed(cfg, err.to_string());
-        json::write_atomic(path, &report)?;
+        if let Err(write_error) = json::write_atomic(path, &report) {
+            return write_error;
+        }
     }
-    Ok(())
+    err
 }
