@@ -66,9 +66,9 @@ fn steady_state_allocations(server: &RedisServer, batches: u64, extra: &[&str]) 
         panic!("config did not load");
     };
     let cfg = Arc::new(cfg);
-    let commands = workload::commands(&cfg.workload);
-    let hub = MetricsHub::new(1, &commands, false);
-    let mut worker = Worker::connect(0, Arc::clone(&cfg), &hub, Shutdown::new()).unwrap();
+    let plan = workload::plan(&cfg);
+    let hub = MetricsHub::with_counters(1, plan.ops.clone(), plan.counters.clone(), false);
+    let mut worker = Worker::connect(0, Arc::clone(&cfg), &plan, &hub, Shutdown::new()).unwrap();
 
     // A reporter on another thread asks for the shard every few milliseconds, so publishing is
     // part of what is measured.
@@ -131,4 +131,76 @@ fn set_get_pipelined_allocates_nothing_per_command() {
     );
     assert!(recorded >= 500_000, "recorded {recorded}");
     assert_eq!(allocs, 0, "allocations during 500,000 pipelined commands");
+}
+
+#[test]
+fn every_mixable_command_allocates_nothing_per_command() {
+    let server = RedisServer::start();
+    let all = redis_loadgen::command::Command::all_names().replace(' ', "");
+    let (allocs, recorded) = steady_state_allocations(
+        &server,
+        2_000,
+        &[
+            "--operations",
+            &all,
+            "--use-pipeline",
+            "--pipeline-size",
+            "20",
+            "--key-range",
+            "100",
+            "--hash-fields",
+            "20",
+            "--expiry-range",
+            "60-120",
+            "--key-distribution",
+            "zipf",
+            "--hash-tag",
+        ],
+    );
+    assert!(recorded >= 40_000, "recorded {recorded}");
+    assert_eq!(allocs, 0, "allocations during 40,000 mixed commands");
+}
+
+#[test]
+fn templates_allocate_nothing_per_command() {
+    let server = RedisServer::start();
+    let (allocs, recorded) = steady_state_allocations(
+        &server,
+        10_000,
+        &[
+            "--command",
+            "SET user:__key__:name __data__",
+            "--command",
+            "GET user:__key__:name",
+            "--command",
+            "HSET h:__key__ __field__ __rand_int__",
+            "--value-sizes",
+            "16:3,256:1",
+        ],
+    );
+    assert!(recorded >= 10_000, "recorded {recorded}");
+    assert_eq!(allocs, 0, "allocations during 10,000 templated commands");
+}
+
+#[test]
+fn transactions_allocate_nothing_per_command() {
+    let server = RedisServer::start();
+    let (allocs, recorded) = steady_state_allocations(
+        &server,
+        3_000,
+        &[
+            "--workload-profile",
+            "transaction_test",
+            "--watch",
+            "--hash-tag",
+            "--use-pipeline",
+            "--pipeline-size",
+            "4",
+        ],
+    );
+    assert!(recorded >= 3_000 * 4, "recorded {recorded}");
+    assert_eq!(
+        allocs, 0,
+        "allocations during 3,000 batches of transactions"
+    );
 }

@@ -102,8 +102,26 @@ impl<S: Read + Write> RespConnection<S> {
     }
 
     /// Reads the next reply. Its payload is valid until the next read: see [`payload`](Self::payload).
-    /// Out-of-band RESP3 pushes are skipped (no workload here subscribes).
+    /// Out-of-band RESP3 pushes are skipped (request/reply workers never want them).
+    #[inline]
     pub fn read_reply(&mut self) -> Result<Reply, ConnError> {
+        self.next_frame(false)
+    }
+
+    /// Reads the next frame, RESP3 pushes included (a subscriber's messages arrive as pushes).
+    /// After a read timeout the bytes of a partly read frame stay buffered: calling again
+    /// carries on where it stopped.
+    pub fn read_frame(&mut self) -> Result<Reply, ConnError> {
+        self.next_frame(true)
+    }
+
+    /// The underlying stream (e.g. to change a socket's read timeout).
+    pub fn stream(&self) -> &S {
+        &self.stream
+    }
+
+    #[inline]
+    fn next_frame(&mut self, pushes: bool) -> Result<Reply, ConnError> {
         loop {
             if let Some((reply, used)) = resp::scan(&self.read_buf[self.read_start..self.read_end])?
             {
@@ -113,7 +131,7 @@ impl<S: Read + Write> RespConnection<S> {
                     self.read_start = 0;
                     self.read_end = 0;
                 }
-                if matches!(reply.kind, ReplyKind::Push(_)) {
+                if !pushes && matches!(reply.kind, ReplyKind::Push(_)) {
                     continue;
                 }
                 return Ok(reply);

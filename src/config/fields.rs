@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Number, Value};
 
 use super::Source;
-use super::parse::parse_weights_text;
+use super::parse::{parse_weights_text, split_templates};
 
 /// How a field's value is typed when it leaves the text world (JSON report, saved YAML).
 ///
@@ -26,6 +26,11 @@ pub enum Kind {
     Bool,
     /// Comma-separated list (a YAML/JSON list in config files).
     List,
+    /// Comma-separated numbers (a YAML/JSON list of numbers in config files).
+    Numbers,
+    /// `;`-separated command templates (a YAML/JSON list of strings in config files); `;`
+    /// inside double quotes does not separate.
+    Templates,
     /// `{"NAME": number}` (a YAML/JSON mapping in config files).
     Map,
 }
@@ -47,6 +52,9 @@ pub struct FieldSpec {
     pub help: &'static str,
     /// A boolean flag: `--quiet` alone means true.
     pub is_bool: bool,
+    /// The CLI flag may be given several times, one item each (`--command A --command B`);
+    /// the items are joined with the kind's separator (see [`FieldSpec::separator`]).
+    pub repeatable: bool,
     /// JSON/YAML shape of the value.
     pub kind: Kind,
 }
@@ -60,6 +68,14 @@ impl FieldSpec {
     /// The name part of the key (`host` for `redis.host`).
     pub fn name(&self) -> &'static str {
         self.key.split_once('.').map_or(self.key, |(_, n)| n)
+    }
+
+    /// How list items are joined into one text (repeated flags, config-file lists).
+    pub fn separator(&self) -> &'static str {
+        match self.kind {
+            Kind::Templates => "; ",
+            _ => ",",
+        }
     }
 }
 
@@ -83,6 +99,7 @@ const fn field(
         secret: false,
         help,
         is_bool: matches!(kind, Kind::Bool),
+        repeatable: false,
         kind,
     }
 }
@@ -213,7 +230,7 @@ pub static FIELDS: &[FieldSpec] = &[
         "TEST_OPERATIONS",
         None,
         Kind::List,
-        "Comma-separated commands to send, from SET, GET, DEL, INCR; not set: the profile's",
+        "Comma-separated commands to send, e.g. SET,GET,DEL (an unknown name lists every known one); not set: the profile's",
     ),
     field(
         "workload.operation_weights",
@@ -223,6 +240,28 @@ pub static FIELDS: &[FieldSpec] = &[
         Kind::Map,
         "Relative command weights: {\"SET\":0.4,\"GET\":0.6} or SET:0.4,GET:0.6; not set: the profile's",
     ),
+    FieldSpec {
+        repeatable: true,
+        ..field(
+            "workload.commands",
+            "command",
+            "TEST_COMMANDS",
+            None,
+            Kind::Templates,
+            "Command template to run instead of the profile's workload, e.g. \"SET __key__ __data__\", one per --command (in the variable: separated by ;); placeholders __key__, __data__, __field__, __rand_int__; double quotes group an argument",
+        )
+    },
+    FieldSpec {
+        repeatable: true,
+        ..field(
+            "workload.command_weights",
+            "command-weight",
+            "TEST_COMMAND_WEIGHTS",
+            None,
+            Kind::Numbers,
+            "Relative weight of each --command, in order, one per --command-weight (in the variable: comma-separated); not set: all 1",
+        )
+    },
     field(
         "workload.key_prefix",
         "key-prefix",
@@ -232,12 +271,36 @@ pub static FIELDS: &[FieldSpec] = &[
         "Key prefix; keys are <prefix>:<n>",
     ),
     field(
+        "workload.key_min",
+        "key-min",
+        "TEST_KEY_MIN",
+        Some("0"),
+        Kind::Int,
+        "Smallest key number (n in key-min..key-min+key-range)",
+    ),
+    field(
         "workload.key_range",
         "key-range",
         "TEST_KEY_RANGE",
         Some("10000"),
         Kind::Int,
-        "Number of distinct keys (n in 0..key-range)",
+        "Number of distinct keys (n in key-min..key-min+key-range)",
+    ),
+    field(
+        "workload.key_distribution",
+        "key-distribution",
+        "TEST_KEY_DISTRIBUTION",
+        Some("uniform"),
+        Kind::Str,
+        "How keys are picked: uniform, sequential, gaussian[:STDDEV] (a fraction of key-range, default 0.15, at most 10) or zipf[:EXPONENT] (default 0.99, at most 5)",
+    ),
+    field(
+        "workload.hash_tag",
+        "hash-tag",
+        "TEST_HASH_TAG",
+        Some("false"),
+        Kind::Bool,
+        "Put keys in hash-tag groups so multi-key commands and transactions stay in one cluster slot",
     ),
     field(
         "workload.value_size",
@@ -264,6 +327,22 @@ pub static FIELDS: &[FieldSpec] = &[
         "Maximum value size in bytes (at most 512 MiB)",
     ),
     field(
+        "workload.value_sizes",
+        "value-sizes",
+        "TEST_VALUE_SIZES",
+        None,
+        Kind::Str,
+        "Weighted value sizes SIZE:WEIGHT,..., e.g. 32:9,1024:1; wins over value-size and value-size-min/max unless those are set at a higher precedence",
+    ),
+    field(
+        "workload.expiry_range",
+        "expiry-range",
+        "TEST_EXPIRY_RANGE",
+        None,
+        Kind::Str,
+        "Give written keys a TTL uniform in MIN-MAX seconds (SET ... EX)",
+    ),
+    field(
         "workload.use_pipeline",
         "use-pipeline",
         "TEST_USE_PIPELINE",
@@ -278,6 +357,110 @@ pub static FIELDS: &[FieldSpec] = &[
         Some("10"),
         Kind::Int,
         "Commands per pipelined batch (1-100000)",
+    ),
+    field(
+        "workload.prefill",
+        "prefill",
+        "TEST_PREFILL",
+        Some("false"),
+        Kind::Bool,
+        "Write every key in the range before measuring so reads hit (reported apart as setup traffic)",
+    ),
+    field(
+        "workload.warmup",
+        "warmup",
+        "TEST_WARMUP",
+        None,
+        Kind::Duration,
+        "Run load for this long before measuring; excluded from the results",
+    ),
+    field(
+        "workload.list_max_length",
+        "list-max-length",
+        "TEST_LIST_MAX_LENGTH",
+        Some("1000"),
+        Kind::Int,
+        "list_operations: the most elements a list may hold",
+    ),
+    field(
+        "workload.hash_fields",
+        "hash-fields",
+        "TEST_HASH_FIELDS",
+        Some("10"),
+        Kind::Int,
+        "hash_operations: distinct fields per hash (1-100000)",
+    ),
+    field(
+        "workload.transaction_size",
+        "transaction-size",
+        "TEST_TRANSACTION_SIZE",
+        Some("5"),
+        Kind::Int,
+        "transaction_test: commands per MULTI/EXEC transaction (1-10000)",
+    ),
+    field(
+        "workload.watch",
+        "watch",
+        "TEST_WATCH",
+        Some("false"),
+        Kind::Bool,
+        "transaction_test: WATCH the transaction's keys first, so concurrent writers abort it",
+    ),
+    field(
+        "workload.publishers",
+        "publishers",
+        "TEST_PUBLISHERS",
+        Some("1"),
+        Kind::Int,
+        "pubsub_test: publishing connections (1-10000)",
+    ),
+    field(
+        "workload.subscribers",
+        "subscribers",
+        "TEST_SUBSCRIBERS",
+        Some("1"),
+        Kind::Int,
+        "pubsub_test: subscribing connections (0-10000, at least 1 when the workload is pubsub_test)",
+    ),
+    field(
+        "workload.pubsub_channels",
+        "pubsub-channels",
+        "TEST_PUBSUB_CHANNELS",
+        Some("test_channel"),
+        Kind::List,
+        "pubsub_test: comma-separated channel names",
+    ),
+    field(
+        "workload.psubscribe",
+        "psubscribe",
+        "TEST_PSUBSCRIBE",
+        Some("false"),
+        Kind::Bool,
+        "pubsub_test: subscribers use PSUBSCRIBE with patterns matching the channels",
+    ),
+    field(
+        "workload.stream_consumers",
+        "stream-consumers",
+        "TEST_STREAM_CONSUMERS",
+        Some("2"),
+        Kind::Int,
+        "stream_request_reply: consumers in the consumer group (1-10000)",
+    ),
+    field(
+        "workload.processing_time",
+        "processing-time",
+        "TEST_PROCESSING_TIME",
+        Some("0"),
+        Kind::Duration,
+        "stream_request_reply: time a consumer spends on each request before replying, in seconds or a duration like 5ms; 0: none",
+    ),
+    field(
+        "workload.stream_max_length",
+        "stream-max-length",
+        "TEST_STREAM_MAX_LENGTH",
+        Some("10000"),
+        Kind::Int,
+        "Streams are trimmed to about this many entries (MAXLEN ~)",
     ),
     // --- output ---
     field(
@@ -404,6 +587,24 @@ pub fn typed_value(spec: &FieldSpec, text: &str) -> Value {
                 .map(|s| Value::String(s.to_string()))
                 .collect(),
         )),
+        Kind::Numbers => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<f64>()
+                    .ok()
+                    .and_then(Number::from_f64)
+                    .map(Value::Number)
+            })
+            .collect::<Option<Vec<Value>>>()
+            .map(Value::Array),
+        Kind::Templates => Some(Value::Array(
+            split_templates(text)
+                .into_iter()
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        )),
         Kind::Map => parse_weights_text(text).ok().map(|pairs| {
             let mut map = Map::new();
             for (name, weight) in pairs {
@@ -483,6 +684,8 @@ pub fn markdown_rows() -> String {
         };
         let flag = if spec.is_bool {
             format!("`--{}[=BOOL]`", spec.flag)
+        } else if spec.repeatable {
+            format!("`--{}` (repeatable)", spec.flag)
         } else {
             format!("`--{}`", spec.flag)
         };
@@ -499,7 +702,6 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::command::Command;
 
     #[test]
     fn keys_flags_and_env_names_are_unique_and_well_formed() {
@@ -544,11 +746,19 @@ mod tests {
     }
 
     #[test]
-    fn operations_help_names_every_command() {
-        let help = find("workload.operations").unwrap().help;
-        for c in Command::ALL {
-            assert!(help.contains(c.name()), "{} missing from help", c.name());
+    fn repeatable_fields_are_lists_and_not_booleans() {
+        for f in FIELDS.iter().filter(|f| f.repeatable) {
+            assert!(
+                matches!(f.kind, Kind::Templates | Kind::Numbers),
+                "{}",
+                f.key
+            );
+            assert!(!f.is_bool && !f.secret, "{}", f.key);
         }
+        assert!(spec("workload.commands").repeatable);
+        assert!(spec("workload.command_weights").repeatable);
+        assert_eq!(spec("workload.commands").separator(), "; ");
+        assert_eq!(spec("workload.command_weights").separator(), ",");
     }
 
     #[test]
@@ -561,6 +771,21 @@ mod tests {
         resolved.insert("test.seed", (u64::MAX.to_string(), Source::Cli));
         resolved.insert("workload.use_pipeline", ("true".to_string(), Source::Cli));
         resolved.insert("workload.operations", ("SET,GET".to_string(), Source::Cli));
+        resolved.insert(
+            "workload.commands",
+            (
+                r#"SET __key__ "a; b"; GET __key__"#.to_string(),
+                Source::Cli,
+            ),
+        );
+        resolved.insert(
+            "workload.command_weights",
+            ("1,2.5".to_string(), Source::Cli),
+        );
+        resolved.insert(
+            "workload.processing_time",
+            ("0".to_string(), Source::Default),
+        );
         resolved.insert(
             "workload.operation_weights",
             (r#"{"SET":0.4,"GET":0.6}"#.to_string(), Source::Cli),
@@ -581,6 +806,15 @@ mod tests {
             json["workload"]["operation_weights"],
             serde_json::json!({"SET": 0.4, "GET": 0.6})
         );
+        assert_eq!(
+            json["workload"]["commands"],
+            serde_json::json!([r#"SET __key__ "a; b""#, "GET __key__"])
+        );
+        assert_eq!(
+            json["workload"]["command_weights"],
+            serde_json::json!([1.0, 2.5])
+        );
+        assert_eq!(json["workload"]["processing_time"], 0.0);
         assert_eq!(json["identity"]["run_id"], Value::Null);
     }
 

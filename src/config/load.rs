@@ -15,18 +15,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Arg, ArgAction, ArgMatches, ColorChoice};
-use serde_json::Value;
+use serde_json::{Number, Value};
 
 use super::fields::{self, FIELDS, FieldSpec, Kind, SECTIONS};
 use super::parse::{
-    self, ConfigError, MAX_PIPELINE_SIZE, MAX_VALUE_SIZE, MAX_WORKERS, Raw, parse_bool,
-    parse_duration, parse_host, parse_log_level, parse_operations, parse_positive_f64,
-    parse_protocol, parse_string, parse_uint, parse_weights,
+    self, ConfigError, MAX_HASH_FIELDS, MAX_PIPELINE_SIZE, MAX_TRANSACTION_SIZE, MAX_VALUE_SIZE,
+    MAX_WORKERS, Raw, parse_bool, parse_channels, parse_command_weights, parse_commands,
+    parse_duration, parse_duration_or_zero, parse_expiry_range, parse_host, parse_key_distribution,
+    parse_log_level, parse_operations, parse_positive_f64, parse_protocol, parse_string,
+    parse_uint, parse_value_sizes, parse_weights,
 };
 use super::profile::{self, Profile};
 use super::{
-    IdentityConfig, OutputConfig, Protocol, RedisConfig, RunnerConfig, Secret, Source, TestConfig,
-    ValueSize, WorkloadConfig,
+    CommandTemplate, IdentityConfig, OutputConfig, Protocol, RedisConfig, RunnerConfig, Secret,
+    Source, TestConfig, ValueSize, WorkloadConfig, WorkloadKind,
 };
 use crate::command::Command;
 
@@ -121,6 +123,9 @@ pub fn cli_command() -> clap::Command {
 
 fn field_arg(spec: &'static FieldSpec) -> Arg {
     let mut help = format!("{} [env: {}]", spec.help, spec.env);
+    if spec.repeatable {
+        help.push_str(" [repeatable]");
+    }
     if let Some(default) = spec.default {
         let shown = if spec.secret { "***" } else { default };
         help.push_str(&format!(" [default: {shown}]"));
@@ -137,6 +142,17 @@ fn field_arg(spec: &'static FieldSpec) -> Arg {
             .num_args(0..=1)
             .require_equals(true)
             .default_missing_value("true")
+    } else if spec.repeatable {
+        // Each occurrence adds one item; the loader joins them (see `cli_layer`).
+        let name = if spec.kind == Kind::Templates {
+            "TEMPLATE"
+        } else {
+            "VALUE"
+        };
+        arg.value_name(name)
+            .num_args(1)
+            .action(ArgAction::Append)
+            .allow_negative_numbers(true)
     } else {
         // Negative numbers are taken as values so that `--seed -1` gets the field's own
         // error message instead of "unexpected argument".
@@ -204,13 +220,7 @@ where
         }
         _ => {}
     }
-    let cli: Layer = FIELDS
-        .iter()
-        .filter_map(|f| {
-            let value = leaf.get_one::<String>(f.key)?;
-            non_empty(value).then(|| (f.key, value.clone()))
-        })
-        .collect();
+    let cli = cli_layer(leaf);
     let config_file = string_arg(leaf, CONFIG_FILE_ARG);
     let cfg = resolve(cli, config_file.as_deref(), env, cwd)?;
     if subcommand == Some("test-connection") {
@@ -232,6 +242,26 @@ pub fn load_from_process() -> Result<CliAction, ConfigError> {
         error,
     })?;
     load_from_args(std::env::args_os(), &|k| std::env::var(k).ok(), &cwd)
+}
+
+/// The field values typed on the command line. A repeatable flag's occurrences are joined
+/// with its separator into the one text the other sources give (blank ones are dropped).
+fn cli_layer(m: &ArgMatches) -> Layer {
+    FIELDS
+        .iter()
+        .filter_map(|f| {
+            let value = if f.repeatable {
+                m.get_many::<String>(f.key)?
+                    .map(|v| v.trim())
+                    .filter(|v| !v.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(f.separator())
+            } else {
+                m.get_one::<String>(f.key)?.clone()
+            };
+            non_empty(&value).then_some((f.key, value))
+        })
+        .collect()
 }
 
 fn string_arg(m: &ArgMatches, id: &str) -> Option<String> {
@@ -294,18 +324,13 @@ fn resolve(
         Some(path) => read_config_file(path, &cwd.join(path))?,
         None => Layer::new(),
     };
-    let default_layer: Layer = FIELDS
-        .iter()
-        .filter_map(|f| f.default.map(|d| (f.key, d.to_string())))
-        .collect();
-
     // The profile name comes from the layers above the profile itself.
     let mut layers = vec![
         (Source::Cli, cli),
         (Source::Env, env_layer),
         (Source::DotEnv, dotenv_layer),
         (Source::File, file_layer),
-        (Source::Default, default_layer),
+        (Source::Default, default_layer()),
     ];
     let profile = {
         let (name, source) =
@@ -323,20 +348,47 @@ fn resolve(
             }
         })?
     };
-    let profile_layer: Layer = profile
+    layers.insert(layers.len() - 1, (Source::Profile, profile_layer(profile)));
+    build(&merge(&layers), profile)
+}
+
+/// The configuration with nothing set: the built-in defaults under the default profile (no
+/// command line, environment, `.env` or config file).
+pub fn builtin_config() -> RunnerConfig {
+    let name = fields::spec("workload.profile")
+        .default
+        .expect("workload.profile has a built-in default");
+    let profile = profile::find(name).expect("the default profile exists");
+    let layers = [
+        (Source::Profile, profile_layer(profile)),
+        (Source::Default, default_layer()),
+    ];
+    build(&merge(&layers), profile).expect("the built-in defaults are a valid configuration")
+}
+
+fn default_layer() -> Layer {
+    FIELDS
+        .iter()
+        .filter_map(|f| f.default.map(|d| (f.key, d.to_string())))
+        .collect()
+}
+
+fn profile_layer(profile: &Profile) -> Layer {
+    profile
         .values
         .iter()
         .map(|&(key, value)| (key, value.to_string()))
-        .collect();
-    layers.insert(layers.len() - 1, (Source::Profile, profile_layer));
+        .collect()
+}
 
-    let merged = Merged(
+/// Every field's winning text, from the highest-precedence layer that has it.
+fn merge(layers: &[(Source, Layer)]) -> Merged {
+    Merged(
         FIELDS
             .iter()
-            .filter_map(|f| pick(&layers, f.key).map(|(v, s)| (f.key, (v.to_string(), s))))
+            .filter_map(|f| pick(layers, f.key).map(|(v, s)| (f.key, (v.to_string(), s))))
             .collect(),
-    );
-    build(&merged, profile)
+    )
 }
 
 /// The value of `key` from the first (highest-precedence) layer that has it.
@@ -468,7 +520,8 @@ fn read_config_file(shown: &str, path: &Path) -> Result<Layer, ConfigError> {
 }
 
 /// A config-file value as the same text a user would type on the command line; `None` for
-/// `null` (not set). Lists are allowed for operations, mappings for weights.
+/// `null` (not set). Lists are allowed for list fields (items joined with the field's
+/// separator), mappings for weights.
 fn file_value_text(spec: &'static FieldSpec, value: &Value) -> Result<Option<String>, ConfigError> {
     let wrong = |allowed: &str| {
         let text = value.to_string();
@@ -484,11 +537,20 @@ fn file_value_text(spec: &'static FieldSpec, value: &Value) -> Result<Option<Str
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
-        Value::Array(items) if spec.kind == Kind::List => {
+        Value::Array(items) if matches!(spec.kind, Kind::List | Kind::Templates) => {
             let names: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
             names
-                .ok_or_else(|| wrong("must be a list of command names"))?
-                .join(",")
+                .ok_or_else(|| wrong("must be a list of strings"))?
+                .join(spec.separator())
+        }
+        Value::Array(items) if spec.kind == Kind::Numbers => {
+            let numbers: Option<Vec<String>> = items
+                .iter()
+                .map(|v| v.as_number().map(Number::to_string))
+                .collect();
+            numbers
+                .ok_or_else(|| wrong("must be a list of numbers"))?
+                .join(spec.separator())
         }
         Value::Object(_) if spec.kind == Kind::Map => value.to_string(),
         Value::Array(_) | Value::Object(_) => {
@@ -648,20 +710,41 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
     }
 
     r.set(&m.req("workload.profile"), profile.name.to_string());
-    let operations = resolve_operations(m, &mut r)?;
+    let commands = resolve_commands(m, &mut r)?;
+    let kind = if commands.is_empty() {
+        profile.kind
+    } else {
+        WorkloadKind::Template
+    };
+    let operations = resolve_operations(m, &mut r, kind)?;
     let value_size = resolve_value_size(m, &mut r)?;
+    let positive_u32 = |max: u32| move |x: &Raw| parse_uint(x, 1u32, max);
+    let positive_u64 = |x: &Raw| parse_uint(x, 1u64, u64::MAX);
+    let workers_max = MAX_WORKERS as u32;
     let workload = WorkloadConfig {
         profile: profile.name.to_string(),
-        kind: profile.kind,
+        kind,
         operations,
+        commands,
         key_prefix: r.req(m, "workload.key_prefix", parse_string, String::clone)?,
-        key_range: r.req(
+        key_min: r.req(
             m,
-            "workload.key_range",
-            |x| parse_uint(x, 1u64, u64::MAX),
+            "workload.key_min",
+            |x| parse_uint(x, 0u64, u64::MAX),
             u64::to_string,
         )?,
+        key_range: r.req(m, "workload.key_range", positive_u64, u64::to_string)?,
+        key_distribution: r.req(
+            m,
+            "workload.key_distribution",
+            parse_key_distribution,
+            ToString::to_string,
+        )?,
+        hash_tag: r.req(m, "workload.hash_tag", parse_bool, bool::to_string)?,
         value_size,
+        expiry_range: r.opt(m, "workload.expiry_range", parse_expiry_range, |(a, b)| {
+            format!("{a}-{b}")
+        })?,
         use_pipeline: r.req(m, "workload.use_pipeline", parse_bool, bool::to_string)?,
         pipeline_size: r.req(
             m,
@@ -669,7 +752,58 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
             |x| parse_uint(x, 1u64, MAX_PIPELINE_SIZE).map(|n| n as usize),
             usize::to_string,
         )?,
+        prefill: r.req(m, "workload.prefill", parse_bool, bool::to_string)?,
+        warmup: r.opt(m, "workload.warmup", parse_duration, secs_text)?,
+        list_max_length: r.req(m, "workload.list_max_length", positive_u64, u64::to_string)?,
+        hash_fields: r.req(
+            m,
+            "workload.hash_fields",
+            positive_u32(MAX_HASH_FIELDS),
+            u32::to_string,
+        )?,
+        transaction_size: r.req(
+            m,
+            "workload.transaction_size",
+            positive_u32(MAX_TRANSACTION_SIZE),
+            u32::to_string,
+        )?,
+        watch: r.req(m, "workload.watch", parse_bool, bool::to_string)?,
+        publishers: r.req(
+            m,
+            "workload.publishers",
+            positive_u32(workers_max),
+            u32::to_string,
+        )?,
+        subscribers: r.req(
+            m,
+            "workload.subscribers",
+            |x| parse_uint(x, 0u32, workers_max),
+            u32::to_string,
+        )?,
+        pubsub_channels: r.req(m, "workload.pubsub_channels", parse_channels, |c| {
+            c.join(",")
+        })?,
+        psubscribe: r.req(m, "workload.psubscribe", parse_bool, bool::to_string)?,
+        stream_consumers: r.req(
+            m,
+            "workload.stream_consumers",
+            positive_u32(workers_max),
+            u32::to_string,
+        )?,
+        processing_time: r.req(
+            m,
+            "workload.processing_time",
+            parse_duration_or_zero,
+            secs_text,
+        )?,
+        stream_max_length: r.req(
+            m,
+            "workload.stream_max_length",
+            positive_u64,
+            u64::to_string,
+        )?,
     };
+    check_workload(m, &workload)?;
 
     let path = |x: &Raw| parse_string(x).map(PathBuf::from);
     let path_text = |p: &PathBuf| p.display().to_string();
@@ -713,6 +847,70 @@ impl Resolved {
     }
 }
 
+/// Cross-field checks of the workload section that single parsers cannot make.
+fn check_workload(m: &Merged, w: &WorkloadConfig) -> Result<(), ConfigError> {
+    // Key numbers are key_min..key_min + key_range; the last one must fit in a u64.
+    if w.key_min.checked_add(w.key_range - 1).is_none() {
+        return Err(ConfigError::Conflict(format!(
+            "key numbers would pass {}: {} + {} - 1 must be <= {}",
+            u64::MAX,
+            m.req("workload.key_min").describe(),
+            m.req("workload.key_range").describe(),
+            u64::MAX
+        )));
+    }
+    if w.kind == WorkloadKind::PubsubTest && w.subscribers == 0 {
+        return Err(ConfigError::Conflict(format!(
+            "pubsub_test needs at least one subscriber: {}",
+            m.req("workload.subscribers").describe()
+        )));
+    }
+    Ok(())
+}
+
+/// The `--command` templates with their `--command-weight`s; empty when none are set.
+///
+/// Each list comes whole from the one source that set it (lists are not merged across
+/// sources). Weights need templates, and as many as there are templates.
+fn resolve_commands(m: &Merged, r: &mut Resolved) -> Result<Vec<CommandTemplate>, ConfigError> {
+    let commands_raw = m.get("workload.commands");
+    let weights_raw = m.get("workload.command_weights");
+    let Some(commands_raw) = commands_raw else {
+        if let Some(w_raw) = weights_raw {
+            return Err(ConfigError::Conflict(format!(
+                "{} is set but workload.commands (--command / TEST_COMMANDS) is not: weights \
+                 go with command templates, one per --command",
+                w_raw.describe()
+            )));
+        }
+        r.unset("workload.commands");
+        r.unset("workload.command_weights");
+        return Ok(Vec::new());
+    };
+    let mut templates = parse_commands(&commands_raw)?;
+    match weights_raw {
+        Some(w_raw) => {
+            let weights = parse_command_weights(&w_raw)?;
+            if weights.len() != templates.len() {
+                return Err(ConfigError::Conflict(format!(
+                    "{} weights for {} command templates, need one per template: {} vs {}",
+                    weights.len(),
+                    templates.len(),
+                    w_raw.describe(),
+                    commands_raw.describe()
+                )));
+            }
+            for (t, w) in templates.iter_mut().zip(&weights) {
+                t.weight = *w;
+            }
+            r.set(&w_raw, parse::command_weights_text(&weights));
+        }
+        None => r.unset("workload.command_weights"),
+    }
+    r.set(&commands_raw, parse::templates_text(&templates));
+    Ok(templates)
+}
+
 /// The command mix from `workload.operations` and `workload.operation_weights`.
 ///
 /// - only operations: equal weights;
@@ -724,8 +922,13 @@ impl Resolved {
 ///   the commands get equal weights.
 ///
 /// Commands with weight 0 are dropped. The recorded texts are the final mix, so a saved config
-/// reloads to the same mix.
-fn resolve_operations(m: &Merged, r: &mut Resolved) -> Result<Vec<(Command, f64)>, ConfigError> {
+/// reloads to the same mix. Every command must be one `kind` allows; a workload that does not
+/// use operations may have none.
+fn resolve_operations(
+    m: &Merged,
+    r: &mut Resolved,
+    kind: WorkloadKind,
+) -> Result<Vec<(Command, f64)>, ConfigError> {
     let ops_raw = m.get("workload.operations");
     let weights_raw = m.get("workload.operation_weights");
     let ops = ops_raw.as_ref().map(parse_operations).transpose()?;
@@ -734,6 +937,11 @@ fn resolve_operations(m: &Merged, r: &mut Resolved) -> Result<Vec<(Command, f64)
     let weight_of =
         |w: &[(Command, f64)], c: Command| w.iter().find(|&&(wc, _)| wc == c).map(|&(_, x)| x);
     let (mix, ops_source, weights_source) = match (ops_raw.zip(ops), weights_raw.zip(weights)) {
+        (None, None) if !kind.uses_operations() => {
+            r.unset("workload.operations");
+            r.unset("workload.operation_weights");
+            return Ok(Vec::new());
+        }
         (None, None) => {
             return Err(ConfigError::Conflict(
                 "no operations configured: set workload.operations (--operations / \
@@ -791,6 +999,18 @@ fn resolve_operations(m: &Merged, r: &mut Resolved) -> Result<Vec<(Command, f64)
             given.join(", ")
         )));
     }
+    if let Some((c, _)) = mix.iter().find(|&&(c, _)| !kind.allows(c)) {
+        let given: Vec<String> = [ops_raw, weights_raw, m.get("workload.profile")]
+            .iter()
+            .flatten()
+            .map(Raw::describe)
+            .collect();
+        return Err(ConfigError::Conflict(format!(
+            "operation {c} is not available in workload {kind}, which takes {}: {}",
+            kind.allowed_operations(),
+            given.join(", ")
+        )));
+    }
     let names: Vec<&str> = mix.iter().map(|(c, _)| c.name()).collect();
     r.0.insert("workload.operations", (names.join(","), ops_source));
     r.0.insert(
@@ -800,11 +1020,14 @@ fn resolve_operations(m: &Merged, r: &mut Resolved) -> Result<Vec<(Command, f64)
     Ok(mix)
 }
 
-/// Fixed or ranged value sizes.
+/// Fixed, ranged or weighted value sizes.
 ///
-/// A fixed `value_size` wins over min/max, unless min or max was set at a higher precedence
-/// than it: a profile's fixed size must not hide `--value-size-min/max` typed by the user.
-/// Min <= max is checked either way, since both are part of the config.
+/// Of `value_sizes` (weighted), `value_size` (fixed) and `value_size_min/max` (range), the one
+/// set at the highest precedence applies; on a tie weighted wins over fixed, and fixed over
+/// range. So a profile's fixed size does not hide `--value-size-min/max` or `--value-sizes`
+/// typed by the user. Min <= max and the weighted list are checked whenever set, since they
+/// are part of the config; the one that does not apply is recorded as not set (min/max keep
+/// their values), so a saved config reloads to the same sizes.
 fn resolve_value_size(m: &Merged, r: &mut Resolved) -> Result<ValueSize, ConfigError> {
     let size = |x: &Raw| parse_uint(x, 0u64, MAX_VALUE_SIZE).map(|n| n as usize);
     let min_raw = m.req("workload.value_size_min");
@@ -819,7 +1042,19 @@ fn resolve_value_size(m: &Merged, r: &mut Resolved) -> Result<ValueSize, ConfigE
         )));
     }
     let range_source = min_raw.source.max(max_raw.source);
-    match m.get("workload.value_size") {
+    let fixed_raw = m.get("workload.value_size");
+    let weighted_raw = m.get("workload.value_sizes");
+    let weighted = weighted_raw.as_ref().map(parse_value_sizes).transpose()?;
+    if let Some((raw, pairs)) = weighted_raw.zip(weighted)
+        && raw.source >= range_source
+        && fixed_raw.is_none_or(|f| raw.source >= f.source)
+    {
+        r.set(&raw, parse::value_sizes_text(&pairs));
+        r.unset("workload.value_size");
+        return Ok(ValueSize::Weighted(pairs));
+    }
+    r.unset("workload.value_sizes");
+    match fixed_raw {
         Some(raw) if raw.source >= range_source => {
             let n = size(&raw)?;
             r.set(&raw, n.to_string());
@@ -969,6 +1204,7 @@ pub fn save_config(cfg: &RunnerConfig, path: &Path) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::KeyDistribution;
     use tempfile::TempDir;
 
     /// A working directory and a fake environment.
@@ -1068,6 +1304,25 @@ mod tests {
         assert_eq!(cfg.workload.value_size, ValueSize::Fixed(100));
         assert!(!cfg.workload.use_pipeline);
         assert_eq!(cfg.workload.pipeline_size, 10);
+        let w = &cfg.workload;
+        assert_eq!(w.kind, WorkloadKind::BasicRw);
+        assert!(w.commands.is_empty());
+        assert_eq!(w.key_min, 0);
+        assert_eq!(w.key_distribution, KeyDistribution::Uniform);
+        assert!(!w.hash_tag);
+        assert_eq!(w.expiry_range, None);
+        assert!(!w.prefill);
+        assert_eq!(w.warmup, None);
+        assert_eq!(w.list_max_length, 1000);
+        assert_eq!(w.hash_fields, 10);
+        assert_eq!(w.transaction_size, 5);
+        assert!(!w.watch);
+        assert_eq!((w.publishers, w.subscribers), (1, 1));
+        assert_eq!(w.pubsub_channels, vec!["test_channel"]);
+        assert!(!w.psubscribe);
+        assert_eq!(w.stream_consumers, 2);
+        assert_eq!(w.processing_time, Duration::ZERO);
+        assert_eq!(w.stream_max_length, 10000);
         assert_eq!(cfg.output.metrics_interval, Duration::from_secs(5));
         assert_eq!(cfg.output.log_level, "info");
         assert!(!cfg.output.quiet);
@@ -1100,6 +1355,22 @@ mod tests {
             resolved(&cfg, "redis.socket_timeout"),
             ("5", Source::Default)
         );
+        assert_eq!(
+            resolved(&cfg, "workload.processing_time"),
+            ("0", Source::Default)
+        );
+        assert_eq!(resolved(&cfg, "workload.commands"), ("", Source::Default));
+        assert_eq!(
+            resolved(&cfg, "workload.value_sizes"),
+            ("", Source::Default)
+        );
+        // The built-in config is the same as loading with nothing set.
+        let builtin = builtin_config();
+        assert_eq!(builtin.workload.operations, cfg.workload.operations);
+        assert_eq!(builtin.workload.value_size, cfg.workload.value_size);
+        for f in FIELDS.iter().filter(|f| f.section() != "identity") {
+            assert_eq!(builtin.resolved[f.key], cfg.resolved[f.key], "{}", f.key);
+        }
     }
 
     #[test]
@@ -1359,12 +1630,20 @@ mod tests {
                 ],
             ),
             (
-                &["--operations", "SET,HGET"],
-                &["workload.operations", "HGET", "SET, GET, DEL, INCR"],
+                &["--operations", "SET,FLY"],
+                &[
+                    "workload.operations",
+                    "FLY",
+                    "known commands are SET, GET, DEL",
+                ],
             ),
             (
                 &["--operation-weights", "SET:1,NOPE:2"],
-                &["workload.operation_weights", "NOPE", "SET, GET, DEL, INCR"],
+                &[
+                    "workload.operation_weights",
+                    "NOPE",
+                    "known commands are SET, GET, DEL",
+                ],
             ),
             (
                 &["--operation-weights", "SET:-1"],
@@ -1419,6 +1698,76 @@ mod tests {
                 &["output.metrics_interval", "'0s'"],
             ),
             (&["--quiet=perhaps"], &["output.quiet", "'perhaps'"]),
+            (
+                &["--key-distribution", "zipf:9"],
+                &["workload.key_distribution", "'zipf:9'", "<= 5"],
+            ),
+            (&["--key-min", "-1"], &["workload.key_min", "'-1'", ">= 0"]),
+            (
+                &["--key-min", "18446744073709551615", "--key-range", "2"],
+                &[
+                    "workload.key_min = '18446744073709551615' (from cli)",
+                    "workload.key_range = '2' (from cli)",
+                ],
+            ),
+            (&["--hash-tag=2"], &["workload.hash_tag", "'2'"]),
+            (
+                &["--value-sizes", "32:0"],
+                &["workload.value_sizes", "'32:0'", "from cli"],
+            ),
+            (
+                &["--expiry-range", "0-5"],
+                &["workload.expiry_range", "'0-5'", "MIN-MAX"],
+            ),
+            (&["--prefill=sure"], &["workload.prefill", "'sure'"]),
+            (&["--warmup", "0"], &["workload.warmup", "'0'", "> 0"]),
+            (
+                &["--list-max-length", "0"],
+                &["workload.list_max_length", "'0'", ">= 1"],
+            ),
+            (
+                &["--hash-fields", "100001"],
+                &["workload.hash_fields", "'100001'", "<= 100000"],
+            ),
+            (
+                &["--transaction-size", "0"],
+                &[
+                    "workload.transaction_size",
+                    "'0'",
+                    "must be an integer >= 1",
+                ],
+            ),
+            (&["--watch=x"], &["workload.watch", "'x'"]),
+            (&["--publishers", "0"], &["workload.publishers", "'0'"]),
+            (
+                &["--subscribers", "10001"],
+                &["workload.subscribers", "'10001'", "<= 10000"],
+            ),
+            (
+                &["--pubsub-channels", "a,a"],
+                &["workload.pubsub_channels", "more than once"],
+            ),
+            (&["--psubscribe=x"], &["workload.psubscribe", "'x'"]),
+            (
+                &["--stream-consumers", "0"],
+                &["workload.stream_consumers", "'0'"],
+            ),
+            (
+                &["--processing-time", "-1"],
+                &["workload.processing_time", "'-1'", ">= 0"],
+            ),
+            (
+                &["--stream-max-length", "0"],
+                &["workload.stream_max_length", "'0'"],
+            ),
+            (
+                &["--command", "GET __nope__"],
+                &["workload.commands", "unknown placeholder __nope__"],
+            ),
+            (
+                &["--command", "GET k", "--command-weight", "0"],
+                &["workload.command_weights", "'0'", "> 0"],
+            ),
             (&["--log-level", "loud"], &["output.log_level", "'loud'"]),
         ];
         for (args, expected) in cases {
@@ -1442,8 +1791,11 @@ mod tests {
         let err = s.error(&["--workload-profile", "foo"]);
         assert_eq!(
             err,
-            "unknown workload profile 'foo' for workload.profile (--workload-profile / \
-             TEST_WORKLOAD_PROFILE, from cli): known profiles are basic_rw, high_throughput"
+            format!(
+                "unknown workload profile 'foo' for workload.profile (--workload-profile / \
+                 TEST_WORKLOAD_PROFILE, from cli): known profiles are {}",
+                profile::names()
+            )
         );
     }
 
@@ -1485,6 +1837,357 @@ mod tests {
         ]);
         assert_eq!(cfg.workload.operations, vec![(Command::Get, 1.0)]);
         assert_eq!(resolved(&cfg, "workload.operations"), ("GET", Source::Cli));
+    }
+
+    #[test]
+    fn every_profile_loads_with_its_kind_and_values() {
+        let s = Setup::new();
+        for p in profile::PROFILES {
+            let cfg = s.config(&["--workload-profile", p.name]);
+            assert_eq!(cfg.workload.profile, p.name);
+            assert_eq!(cfg.workload.kind, p.kind, "{}", p.name);
+            for (key, _) in p.values {
+                assert_eq!(cfg.resolved[key].1, Source::Profile, "{}: {key}", p.name);
+            }
+            if p.kind.uses_operations() {
+                assert!(!cfg.workload.operations.is_empty(), "{}", p.name);
+            }
+            assert!(
+                cfg.workload
+                    .operations
+                    .iter()
+                    .all(|&(c, _)| p.kind.allows(c)),
+                "{}",
+                p.name
+            );
+        }
+        let names = |cfg: &RunnerConfig| -> Vec<&str> {
+            cfg.workload
+                .operations
+                .iter()
+                .map(|(c, _)| c.name())
+                .collect()
+        };
+        let cfg = s.config(&["--workload-profile", "list_operations"]);
+        assert_eq!(names(&cfg), ["LPUSH", "LRANGE", "LPOP"]);
+        assert_eq!(cfg.workload.key_range, 1000);
+        let cfg = s.config(&["--workload-profile", "stream_operations"]);
+        assert_eq!(cfg.workload.operations[0].1, 0.5);
+        assert_eq!(cfg.workload.key_range, 10);
+        let cfg = s.config(&["--workload-profile", "increment_check"]);
+        assert_eq!(cfg.workload.operations, vec![(Command::Incr, 1.0)]);
+        let cfg = s.config(&["--workload-profile", "transaction_test"]);
+        assert!(cfg.workload.operations.is_empty());
+        assert_eq!(resolved(&cfg, "workload.operations"), ("", Source::Default));
+        assert_eq!(cfg.workload.transaction_size, 5);
+        let cfg = s.config(&["--workload-profile", "pubsub_test"]);
+        assert_eq!((cfg.test.clients, cfg.test.threads_per_client), (1, 2));
+        assert_eq!((cfg.workload.publishers, cfg.workload.subscribers), (1, 1));
+        let cfg = s.config(&["--workload-profile", "stream_request_reply"]);
+        assert_eq!(cfg.test.threads_per_client, 4);
+        assert_eq!(cfg.workload.stream_consumers, 2);
+    }
+
+    #[test]
+    fn operations_must_suit_the_workload() {
+        let s = Setup::new();
+        // The mix workloads take every mixable command.
+        assert!(s.load(&["--operations", "SET,XADD"]).is_ok());
+        assert!(
+            s.load(&[
+                "--workload-profile",
+                "stream_operations",
+                "--operations",
+                "XADD,SET"
+            ])
+            .is_ok()
+        );
+        let err = s.error(&[
+            "--workload-profile",
+            "increment_check",
+            "--operation-weights",
+            "INCR:1,GET:1",
+        ]);
+        assert!(
+            err.contains(
+                "operation GET is not available in workload increment_check, which takes only INCR"
+            ),
+            "{err}"
+        );
+        // Any mixable command goes in the mix workloads.
+        let cfg = s.config(&[
+            "--workload-profile",
+            "hash_operations",
+            "--operations",
+            "HSET,SADD,GET",
+        ]);
+        assert_eq!(cfg.workload.operations.len(), 3);
+        // Workloads that do not mix operations ignore them, but they must still be commands.
+        let cfg = s.config(&[
+            "--workload-profile",
+            "transaction_test",
+            "--operations",
+            "XADD",
+        ]);
+        assert_eq!(cfg.workload.operations, vec![(Command::Xadd, 1.0)]);
+        assert!(
+            s.error(&[
+                "--workload-profile",
+                "transaction_test",
+                "--operations",
+                "FLY"
+            ])
+            .contains("FLY")
+        );
+    }
+
+    #[test]
+    fn command_templates_make_the_template_workload() {
+        let s = Setup::new();
+        let cfg = s.config(&[
+            "--command",
+            "SET __key__ __data__",
+            "--command",
+            r#"HSET h:__key__ f "a b""#,
+            "--command-weight",
+            "3",
+            "--command-weight",
+            "1",
+        ]);
+        let w = &cfg.workload;
+        assert_eq!(w.kind, WorkloadKind::Template);
+        assert_eq!(w.profile, "basic_rw");
+        assert_eq!(
+            resolved(&cfg, "workload.profile"),
+            ("basic_rw", Source::Default)
+        );
+        assert_eq!(w.commands.len(), 2);
+        assert_eq!(w.commands[0].args, ["SET", "__key__", "__data__"]);
+        assert_eq!(w.commands[0].weight, 3.0);
+        assert_eq!(w.commands[1].args, ["HSET", "h:__key__", "f", "a b"]);
+        assert_eq!(w.commands[1].weight, 1.0);
+        assert_eq!(
+            resolved(&cfg, "workload.commands"),
+            (
+                r#"SET __key__ __data__; HSET h:__key__ f "a b""#,
+                Source::Cli
+            )
+        );
+        assert_eq!(
+            resolved(&cfg, "workload.command_weights"),
+            ("3,1", Source::Cli)
+        );
+        let show = render_show_config(&cfg);
+        assert!(
+            show.contains(r#"SET __key__ __data__; HSET h:__key__ f "a b""#),
+            "{show}"
+        );
+        // Whatever the profile: the templates decide the workload.
+        let cfg = s.config(&[
+            "--workload-profile",
+            "pubsub_test",
+            "--command",
+            "PING",
+            "--subscribers",
+            "0",
+        ]);
+        assert_eq!(cfg.workload.kind, WorkloadKind::Template);
+        assert_eq!(cfg.workload.profile, "pubsub_test");
+        // Without weights: all 1.
+        let cfg = s.config(&["--command", "GET __key__"]);
+        assert_eq!(cfg.workload.commands[0].weight, 1.0);
+        assert_eq!(
+            resolved(&cfg, "workload.command_weights"),
+            ("", Source::Default)
+        );
+
+        // From the environment: `;`-separated templates and comma-separated weights.
+        let cfg = Setup::new()
+            .env("TEST_COMMANDS", r#"SET __key__ "x;y" ; GET __key__"#)
+            .env("TEST_COMMAND_WEIGHTS", "1,2.5")
+            .config(&[]);
+        let t = &cfg.workload.commands;
+        assert_eq!(t[0].args, ["SET", "__key__", "x;y"]);
+        assert_eq!((t[0].weight, t[1].weight), (1.0, 2.5));
+        assert_eq!(resolved(&cfg, "workload.commands").1, Source::Env);
+
+        // From a config file: lists.
+        let cfg = Setup::new()
+            .file(
+                "t.yaml",
+                "workload:\n  commands: ['SET __key__ __data__', 'INCR c:__key__']\n  \
+                 command_weights: [2, 0.5]\n",
+            )
+            .config(&["--config-file", "t.yaml"]);
+        let t = &cfg.workload.commands;
+        assert_eq!(t[1].args, ["INCR", "c:__key__"]);
+        assert_eq!((t[0].weight, t[1].weight), (2.0, 0.5));
+    }
+
+    #[test]
+    fn command_weights_need_one_per_template() {
+        let s = Setup::new();
+        let err = s.error(&[
+            "--command",
+            "GET a",
+            "--command",
+            "GET b",
+            "--command-weight",
+            "1",
+        ]);
+        assert_eq!(
+            err,
+            "1 weights for 2 command templates, need one per template: \
+             workload.command_weights = '1' (from cli) vs workload.commands = 'GET a; GET b' \
+             (from cli)"
+        );
+        let err = s.error(&["--command-weight", "1"]);
+        assert!(
+            err.starts_with(
+                "workload.command_weights = '1' (from cli) is set but workload.commands"
+            ),
+            "{err}"
+        );
+        // Lists are not merged across sources: the CLI's templates meet the file's weights.
+        let err = Setup::new()
+            .file("w.yaml", "workload:\n  command_weights: [1, 2]\n")
+            .error(&["--config-file", "w.yaml", "--command", "GET a"]);
+        assert!(
+            err.contains("(from file) vs workload.commands = 'GET a' (from cli)"),
+            "{err}"
+        );
+        let err = Setup::new()
+            .file("w.yaml", "workload:\n  command_weights: [1, x]\n")
+            .error(&["--config-file", "w.yaml", "--command", "GET a"]);
+        assert!(
+            err.contains("workload.command_weights") && err.contains("list of numbers"),
+            "{err}"
+        );
+        // A blank occurrence is not a template.
+        let cfg = s.config(&["--command", "GET a", "--command", " "]);
+        assert_eq!(cfg.workload.commands.len(), 1);
+    }
+
+    #[test]
+    fn weighted_value_sizes_follow_precedence() {
+        let s = Setup::new();
+        // Above the profile's fixed size and the default range.
+        let cfg = s.config(&["--value-sizes", "32:9,1024:1"]);
+        assert_eq!(
+            cfg.workload.value_size,
+            ValueSize::Weighted(vec![(32, 9), (1024, 1)])
+        );
+        assert_eq!(
+            resolved(&cfg, "workload.value_sizes"),
+            ("32:9,1024:1", Source::Cli)
+        );
+        assert_eq!(resolved(&cfg, "workload.value_size"), ("", Source::Default));
+        // Same layer as a fixed size: weighted wins.
+        let cfg = s.config(&["--value-sizes", "8:1", "--value-size", "7"]);
+        assert_eq!(cfg.workload.value_size, ValueSize::Weighted(vec![(8, 1)]));
+        // A fixed size or a range set higher wins, and the weighted list is dropped.
+        let env = Setup::new().env("TEST_VALUE_SIZES", "8:1");
+        let cfg = env.config(&["--value-size", "7"]);
+        assert_eq!(cfg.workload.value_size, ValueSize::Fixed(7));
+        assert_eq!(
+            resolved(&cfg, "workload.value_sizes"),
+            ("", Source::Default)
+        );
+        let cfg = env.config(&["--value-size-max", "20", "--value-size-min", "10"]);
+        assert_eq!(
+            cfg.workload.value_size,
+            ValueSize::Range { min: 10, max: 20 }
+        );
+        // A config file is above the profile, whose fixed size then gives way.
+        let file = Setup::new().file("v.yaml", "workload:\n  value_sizes: 5:1\n");
+        let cfg = file.config(&["--config-file", "v.yaml"]);
+        assert_eq!(cfg.workload.value_size, ValueSize::Weighted(vec![(5, 1)]));
+        // A bad list is an error even where it would not apply.
+        let err = env
+            .env("TEST_VALUE_SIZES", "8")
+            .error(&["--value-size", "7"]);
+        assert!(
+            err.contains("workload.value_sizes") && err.contains("from env"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn workload_fields_from_every_source() {
+        let cfg = Setup::new()
+            .env("TEST_KEY_DISTRIBUTION", "Gaussian")
+            .env("TEST_EXPIRY_RANGE", "60-3600")
+            .dotenv("TEST_WARMUP=PT10S\nTEST_PUBSUB_CHANNELS=\"a, b\"\n")
+            .file("w.yaml", "workload:\n  pubsub_channels: [x, y]\n  hash_tag: true\n  processing_time: 5ms\n  key_min: 100\n")
+            .config(&[
+                "--config-file",
+                "w.yaml",
+                "--psubscribe",
+                "--watch",
+                "--prefill",
+                "--transaction-size",
+                "10000",
+                "--publishers",
+                "3",
+                "--subscribers",
+                "0",
+            ]);
+        let w = &cfg.workload;
+        assert_eq!(
+            w.key_distribution,
+            KeyDistribution::Gaussian { stddev: 0.15 }
+        );
+        assert_eq!(
+            resolved(&cfg, "workload.key_distribution"),
+            ("gaussian:0.15", Source::Env)
+        );
+        assert_eq!(w.expiry_range, Some((60, 3600)));
+        assert_eq!(w.warmup, Some(Duration::from_secs(10)));
+        assert_eq!(resolved(&cfg, "workload.warmup"), ("10", Source::DotEnv));
+        assert_eq!(w.pubsub_channels, ["a", "b"]);
+        assert!(w.hash_tag && w.psubscribe && w.watch && w.prefill);
+        assert_eq!(w.processing_time, Duration::from_millis(5));
+        assert_eq!(
+            resolved(&cfg, "workload.processing_time"),
+            ("0.005", Source::File)
+        );
+        assert_eq!(w.key_min, 100);
+        assert_eq!(w.transaction_size, 10000);
+        assert_eq!((w.publishers, w.subscribers), (3, 0));
+        // The largest key number may be u64::MAX itself.
+        let cfg = Setup::new().config(&["--key-min", "18446744073709551614", "--key-range", "2"]);
+        assert_eq!(cfg.workload.key_min, u64::MAX - 1);
+    }
+
+    #[test]
+    fn pubsub_test_needs_a_subscriber() {
+        let err = Setup::new()
+            .env("TEST_SUBSCRIBERS", "0")
+            .error(&["--workload-profile", "pubsub_test"]);
+        assert_eq!(
+            err,
+            "pubsub_test needs at least one subscriber: workload.subscribers = '0' (from env)"
+        );
+    }
+
+    #[test]
+    fn repeatable_flags_in_help_and_after_subcommands() {
+        let s = Setup::new();
+        let Ok(CliAction::Help(help)) = s.load(&["--help"]) else {
+            panic!("--help")
+        };
+        assert!(help.contains("--command <TEMPLATE>"), "{help}");
+        assert!(help.contains("[env: TEST_COMMANDS] [repeatable]"), "{help}");
+        match s.load(&[
+            "test-connection",
+            "--command",
+            "GET a",
+            "--command",
+            "GET b",
+        ]) {
+            Ok(CliAction::TestConnection(cfg)) => assert_eq!(cfg.workload.commands.len(), 2),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -1672,6 +2375,34 @@ mod tests {
     }
 
     #[test]
+    fn saved_yaml_writes_templates_and_weights_as_lists() {
+        let cfg = Setup::new().config(&[
+            "--command",
+            r#"SET __key__ "a; b""#,
+            "--command",
+            "GET __key__",
+            "--command-weight",
+            "2",
+            "--command-weight",
+            "0.5",
+        ]);
+        let yaml = render_yaml(&cfg);
+        let doc: Value = serde_norway::from_str(&yaml).unwrap();
+        assert_eq!(
+            doc["workload"]["commands"],
+            serde_json::json!([r#"SET __key__ "a; b""#, "GET __key__"])
+        );
+        assert_eq!(
+            doc["workload"]["command_weights"],
+            serde_json::json!([2.0, 0.5])
+        );
+        assert_eq!(
+            cfg.redacted_json()["workload"]["commands"],
+            doc["workload"]["commands"]
+        );
+    }
+
+    #[test]
     fn saved_yaml_loads_back_to_the_same_values() {
         let original_setup = Setup::new()
             .env("REDIS_HOST", "10.0.0.5")
@@ -1711,6 +2442,33 @@ mod tests {
                 "--protocol",
                 "resp2",
             ][..],
+            &[
+                "--config-file",
+                "base.yaml",
+                "--command",
+                r#"SET __key__ "a; b""#,
+                "--command",
+                "GET __key__",
+                "--command-weight",
+                "2",
+                "--command-weight",
+                "0.5",
+                "--value-sizes",
+                "32:9, 1024:1",
+                "--expiry-range",
+                "60-3600",
+                "--warmup",
+                "1m",
+                "--processing-time",
+                "0",
+                "--pubsub-channels",
+                "a,b",
+                "--key-distribution",
+                "zipf:1.1",
+                "--hash-tag",
+                "--key-min",
+                "5",
+            ][..],
         ] {
             let original = original_setup.config(args);
             let yaml = render_yaml(&original);
@@ -1734,6 +2492,13 @@ mod tests {
             assert_eq!(original.test.seed, loaded.test.seed);
             assert_eq!(original.identity.run_id, loaded.identity.run_id);
             assert_eq!(original.redis.protocol, loaded.redis.protocol);
+            let (a, b) = (&original.workload, &loaded.workload);
+            assert_eq!(a.kind, b.kind);
+            assert_eq!(a.commands, b.commands);
+            assert_eq!(a.key_distribution, b.key_distribution);
+            assert_eq!(a.expiry_range, b.expiry_range);
+            assert_eq!(a.warmup, b.warmup);
+            assert_eq!(a.pubsub_channels, b.pubsub_channels);
             assert!(yaml.starts_with("# "));
         }
     }

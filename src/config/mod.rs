@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use crate::command::Command;
 
-pub use load::{CliAction, load_from_args, render_show_config, render_yaml, save_config};
+pub use load::{
+    CliAction, builtin_config, load_from_args, render_show_config, render_yaml, save_config,
+};
 pub use parse::ConfigError;
 pub use profile::{PROFILES, Profile, describe_profile, list_profiles};
 
@@ -122,20 +124,96 @@ impl TestConfig {
 /// The workload implementation a profile (or a custom mix) runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkloadKind {
-    /// Weighted mix of string commands (SET/GET/DEL/INCR) over one key space.
+    /// Weighted mix of commands over one key space per data type.
     BasicRw,
+    /// Weighted mix of list commands (LPUSH/LRANGE/LPOP...), lists capped in length.
+    ListOperations,
+    /// Weighted mix of hash commands (HSET/HGET/HDEL...) over a set of fields per key.
+    HashOperations,
+    /// MULTI/EXEC transactions of `transaction_size` commands, optionally WATCHed.
+    TransactionTest,
+    /// Publishers PUBLISH to channels that subscribers (P)SUBSCRIBE to.
+    PubsubTest,
+    /// Request/reply over streams with a consumer group (`stream_consumers`).
+    StreamRequestReply,
+    /// Weighted mix of stream commands (XADD/XREAD/XRANGE/XLEN...).
+    StreamOperations,
+    /// INCR on counters (the `increment_check` profile).
+    IncrementCheck,
+    /// User command templates (`--command`), chosen by `--command-weight`.
+    Template,
 }
 
 impl WorkloadKind {
     pub fn name(self) -> &'static str {
         match self {
             WorkloadKind::BasicRw => "basic_rw",
+            WorkloadKind::ListOperations => "list_operations",
+            WorkloadKind::HashOperations => "hash_operations",
+            WorkloadKind::TransactionTest => "transaction_test",
+            WorkloadKind::PubsubTest => "pubsub_test",
+            WorkloadKind::StreamRequestReply => "stream_request_reply",
+            WorkloadKind::StreamOperations => "stream_operations",
+            WorkloadKind::IncrementCheck => "increment_check",
+            WorkloadKind::Template => "template",
+        }
+    }
+
+    /// Whether the workload sends the `workload.operations` mix. The others run commands of
+    /// their own and ignore it.
+    pub fn uses_operations(self) -> bool {
+        matches!(
+            self,
+            WorkloadKind::BasicRw
+                | WorkloadKind::ListOperations
+                | WorkloadKind::HashOperations
+                | WorkloadKind::StreamOperations
+                | WorkloadKind::IncrementCheck
+        )
+    }
+
+    /// Whether `cmd` may be in this workload's operations: any mixable command in the mix
+    /// workloads, INCR only in increment_check, anything in the workloads that ignore
+    /// operations.
+    pub fn allows(self, cmd: Command) -> bool {
+        match self {
+            // One mix engine runs these four: every mixable command works in each.
+            WorkloadKind::BasicRw
+            | WorkloadKind::ListOperations
+            | WorkloadKind::HashOperations
+            | WorkloadKind::StreamOperations => true,
+            WorkloadKind::IncrementCheck => cmd == Command::Incr,
+            WorkloadKind::TransactionTest
+            | WorkloadKind::PubsubTest
+            | WorkloadKind::StreamRequestReply
+            | WorkloadKind::Template => true,
+        }
+    }
+
+    /// What [`WorkloadKind::allows`] accepts, for error messages.
+    pub fn allowed_operations(self) -> &'static str {
+        match self {
+            WorkloadKind::BasicRw
+            | WorkloadKind::ListOperations
+            | WorkloadKind::HashOperations
+            | WorkloadKind::StreamOperations => "any mixable command",
+            WorkloadKind::IncrementCheck => "only INCR",
+            WorkloadKind::TransactionTest
+            | WorkloadKind::PubsubTest
+            | WorkloadKind::StreamRequestReply
+            | WorkloadKind::Template => "any command (the workload ignores operations)",
         }
     }
 }
 
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Value sizes in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValueSize {
     Fixed(usize),
     /// Uniform in `min..=max`.
@@ -143,15 +221,66 @@ pub enum ValueSize {
         min: usize,
         max: usize,
     },
+    /// `(size, weight)` pairs: each value has one of the sizes, with probability
+    /// weight / sum of weights. At least one pair; sizes >= 1 and distinct, weights >= 1.
+    Weighted(Vec<(usize, u32)>),
 }
 
 impl ValueSize {
-    pub fn max(self) -> usize {
+    /// The largest size a value can have.
+    pub fn max(&self) -> usize {
         match self {
-            ValueSize::Fixed(n) => n,
-            ValueSize::Range { max, .. } => max,
+            ValueSize::Fixed(n) => *n,
+            ValueSize::Range { max, .. } => *max,
+            ValueSize::Weighted(pairs) => pairs.iter().map(|&(size, _)| size).max().unwrap_or(0),
         }
     }
+}
+
+/// How key numbers are drawn from `key_min..key_min + key_range`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KeyDistribution {
+    /// Every key equally likely.
+    Uniform,
+    /// Each worker walks the range in order, wrapping around.
+    Sequential,
+    /// Normal around the middle of the range; `stddev` is a fraction of `key_range`
+    /// (0 < stddev <= 10).
+    Gaussian { stddev: f64 },
+    /// Zipf over the range: rank k has probability proportional to 1 / k^exponent
+    /// (0 < exponent <= 5).
+    Zipf { exponent: f64 },
+}
+
+impl KeyDistribution {
+    /// Gaussian standard deviation when none is given, as a fraction of the key range.
+    pub const DEFAULT_STDDEV: f64 = 0.15;
+    /// Zipf exponent when none is given.
+    pub const DEFAULT_EXPONENT: f64 = 0.99;
+}
+
+/// `uniform`, `sequential`, `gaussian:STDDEV` or `zipf:EXPONENT` (the text the parser reads).
+impl fmt::Display for KeyDistribution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyDistribution::Uniform => f.write_str("uniform"),
+            KeyDistribution::Sequential => f.write_str("sequential"),
+            KeyDistribution::Gaussian { stddev } => write!(f, "gaussian:{stddev}"),
+            KeyDistribution::Zipf { exponent } => write!(f, "zipf:{exponent}"),
+        }
+    }
+}
+
+/// One `--command` template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandTemplate {
+    /// The template as the user wrote it (trimmed).
+    pub text: String,
+    /// The arguments, command name first, with double quotes removed and placeholders
+    /// (`__key__`, `__data__`, `__field__`, `__rand_int__`) still in them.
+    pub args: Vec<String>,
+    /// Relative weight, > 0 (1 unless `--command-weight` says otherwise).
+    pub weight: f64,
 }
 
 /// What commands to send, on which keys, with which values.
@@ -159,15 +288,59 @@ impl ValueSize {
 pub struct WorkloadConfig {
     /// Profile name (also the report's `workload_name`).
     pub profile: String,
+    /// The profile's workload, or [`WorkloadKind::Template`] when `commands` is not empty.
     pub kind: WorkloadKind,
-    /// Commands and their relative weights (all > 0, at least one).
+    /// Commands and their relative weights (all > 0), each allowed by `kind`. At least one
+    /// when `kind` [uses operations](WorkloadKind::uses_operations); otherwise what was set,
+    /// possibly nothing.
     pub operations: Vec<(Command, f64)>,
+    /// `--command` templates with their weights; not empty exactly when `kind` is `Template`.
+    pub commands: Vec<CommandTemplate>,
     pub key_prefix: String,
-    /// Keys are `{prefix}:{n}` for n in `0..key_range`.
+    /// Keys are `{prefix}:{n}` for n in `key_min..key_min + key_range` (no overflow).
+    pub key_min: u64,
     pub key_range: u64,
+    pub key_distribution: KeyDistribution,
+    /// Group keys under hash tags so multi-key commands and transactions stay in one slot.
+    pub hash_tag: bool,
     pub value_size: ValueSize,
+    /// TTL of written keys, uniform in `min..=max` seconds (1 <= min <= max).
+    pub expiry_range: Option<(u64, u64)>,
     pub use_pipeline: bool,
     pub pipeline_size: usize,
+    /// Write every key in the range before measuring.
+    pub prefill: bool,
+    /// Load before measuring, excluded from the results.
+    pub warmup: Option<Duration>,
+    /// Lists are kept to about this many elements (>= 1).
+    pub list_max_length: u64,
+    /// Fields per hash key (1..=100000).
+    pub hash_fields: u32,
+    /// Commands inside each MULTI/EXEC (1..=10000).
+    pub transaction_size: u32,
+    /// WATCH the transaction's keys before MULTI.
+    pub watch: bool,
+    /// Publishing connections (>= 1).
+    pub publishers: u32,
+    /// Subscribing connections; >= 1 for pubsub_test.
+    pub subscribers: u32,
+    /// Channel names, distinct, at least one.
+    pub pubsub_channels: Vec<String>,
+    /// Subscribers use PSUBSCRIBE with patterns matching the channels.
+    pub psubscribe: bool,
+    /// Consumers in the stream consumer group (>= 1).
+    pub stream_consumers: u32,
+    /// Simulated work per consumed stream entry (may be zero).
+    pub processing_time: Duration,
+    /// Streams are trimmed to about this many entries (>= 1).
+    pub stream_max_length: u64,
+}
+
+/// The built-in defaults under the default profile (see [`builtin_config`]).
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        builtin_config().workload
+    }
 }
 
 impl WorkloadConfig {
@@ -218,5 +391,78 @@ impl RunnerConfig {
     /// The resolved config as a nested JSON object (`{section: {name: value}}`), secrets redacted.
     pub fn redacted_json(&self) -> serde_json::Value {
         fields::to_nested_json(&self.resolved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KINDS: [WorkloadKind; 9] = [
+        WorkloadKind::BasicRw,
+        WorkloadKind::ListOperations,
+        WorkloadKind::HashOperations,
+        WorkloadKind::TransactionTest,
+        WorkloadKind::PubsubTest,
+        WorkloadKind::StreamRequestReply,
+        WorkloadKind::StreamOperations,
+        WorkloadKind::IncrementCheck,
+        WorkloadKind::Template,
+    ];
+
+    #[test]
+    fn kind_names_are_distinct_snake_case() {
+        for (i, k) in KINDS.iter().enumerate() {
+            assert!(KINDS[..i].iter().all(|o| o.name() != k.name()), "{k}");
+            assert!(k.name().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert_eq!(k.to_string(), k.name());
+        }
+    }
+
+    #[test]
+    fn kinds_allow_their_operations() {
+        for &c in Command::ALL.iter() {
+            for k in [
+                WorkloadKind::BasicRw,
+                WorkloadKind::ListOperations,
+                WorkloadKind::HashOperations,
+                WorkloadKind::StreamOperations,
+            ] {
+                assert!(k.allows(c), "{k} {c}");
+            }
+            assert_eq!(WorkloadKind::IncrementCheck.allows(c), c == Command::Incr);
+            for k in [
+                WorkloadKind::TransactionTest,
+                WorkloadKind::PubsubTest,
+                WorkloadKind::StreamRequestReply,
+                WorkloadKind::Template,
+            ] {
+                assert!(k.allows(c) && !k.uses_operations(), "{k} {c}");
+            }
+        }
+        assert!(WorkloadKind::BasicRw.allows(Command::Set));
+        assert!(WorkloadKind::BasicRw.uses_operations());
+        assert!(WorkloadKind::IncrementCheck.uses_operations());
+    }
+
+    #[test]
+    fn value_size_max_covers_every_form() {
+        assert_eq!(ValueSize::Fixed(7).max(), 7);
+        assert_eq!(ValueSize::Range { min: 1, max: 9 }.max(), 9);
+        assert_eq!(
+            ValueSize::Weighted(vec![(32, 9), (1024, 1), (100, 5)]).max(),
+            1024
+        );
+    }
+
+    #[test]
+    fn workload_default_is_the_built_in_config() {
+        let w = WorkloadConfig::default();
+        assert_eq!(w.profile, "basic_rw");
+        assert_eq!(w.kind, WorkloadKind::BasicRw);
+        assert_eq!(w.value_size, ValueSize::Fixed(100));
+        assert_eq!(w.key_distribution, KeyDistribution::Uniform);
+        assert!(w.commands.is_empty());
+        assert_eq!(w.pubsub_channels, vec!["test_channel"]);
     }
 }

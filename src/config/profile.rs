@@ -46,6 +46,89 @@ pub static PROFILES: &[Profile] = &[
             ("workload.key_range", "50000"),
         ],
     },
+    Profile {
+        name: "list_operations",
+        description: "Weighted LPUSH/LRANGE/LPOP on lists capped at list_max_length",
+        kind: WorkloadKind::ListOperations,
+        values: &[
+            ("workload.operations", "LPUSH,LRANGE,LPOP"),
+            (
+                "workload.operation_weights",
+                r#"{"LPUSH":0.4,"LRANGE":0.4,"LPOP":0.2}"#,
+            ),
+            ("workload.value_size", "100"),
+            ("workload.key_range", "1000"),
+        ],
+    },
+    Profile {
+        name: "hash_operations",
+        description: "Weighted HSET/HGET/HDEL over hash_fields fields per hash",
+        kind: WorkloadKind::HashOperations,
+        values: &[
+            ("workload.operations", "HSET,HGET,HDEL"),
+            (
+                "workload.operation_weights",
+                r#"{"HSET":0.4,"HGET":0.5,"HDEL":0.1}"#,
+            ),
+            ("workload.value_size", "100"),
+            ("workload.key_range", "1000"),
+        ],
+    },
+    Profile {
+        name: "transaction_test",
+        description: "MULTI/EXEC transactions of transaction_size SET/GET/INCR commands",
+        kind: WorkloadKind::TransactionTest,
+        values: &[
+            ("workload.transaction_size", "5"),
+            ("workload.value_size", "100"),
+            ("workload.key_range", "10000"),
+        ],
+    },
+    Profile {
+        name: "pubsub_test",
+        description: "Publishers PUBLISH to channels that subscribers listen on",
+        kind: WorkloadKind::PubsubTest,
+        values: &[
+            ("test.clients", "1"),
+            ("test.threads_per_client", "2"),
+            ("workload.pubsub_channels", "test_channel"),
+            ("workload.value_size", "100"),
+        ],
+    },
+    Profile {
+        name: "stream_request_reply",
+        description: "Requests on a stream, served by a consumer group of stream_consumers",
+        kind: WorkloadKind::StreamRequestReply,
+        values: &[
+            ("test.clients", "1"),
+            ("test.threads_per_client", "4"),
+            ("workload.stream_consumers", "2"),
+            ("workload.value_size", "100"),
+        ],
+    },
+    Profile {
+        name: "stream_operations",
+        description: "Weighted XADD/XREAD/XRANGE/XLEN on a few streams",
+        kind: WorkloadKind::StreamOperations,
+        values: &[
+            ("workload.operations", "XADD,XREAD,XRANGE,XLEN"),
+            (
+                "workload.operation_weights",
+                r#"{"XADD":0.5,"XREAD":0.2,"XRANGE":0.2,"XLEN":0.1}"#,
+            ),
+            ("workload.value_size", "100"),
+            ("workload.key_range", "10"),
+        ],
+    },
+    Profile {
+        name: "increment_check",
+        description: "INCR on counters",
+        kind: WorkloadKind::IncrementCheck,
+        values: &[
+            ("workload.operations", "INCR"),
+            ("workload.key_range", "100"),
+        ],
+    },
 ];
 
 /// The profile with this name (exact, case-sensitive, as listed by `list-profiles`).
@@ -99,8 +182,6 @@ pub fn describe_profile(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Source;
-    use crate::config::parse::{self, Raw};
 
     #[test]
     fn the_default_profile_exists() {
@@ -110,23 +191,30 @@ mod tests {
     }
 
     #[test]
-    fn profile_values_name_real_fields_and_parse() {
+    fn profile_values_name_real_fields_once() {
+        // That every value parses and suits the profile's workload is checked by loading each
+        // profile (config::load tests).
         for p in PROFILES {
-            for (key, text) in p.values {
-                let spec = fields::find(key).unwrap_or_else(|| panic!("{}: {key}", p.name));
-                let raw = Raw {
-                    spec,
-                    text,
-                    source: Source::Profile,
-                };
-                let ok = match *key {
-                    "workload.operations" => parse::parse_operations(&raw).is_ok(),
-                    "workload.operation_weights" => parse::parse_weights(&raw).is_ok(),
-                    "workload.use_pipeline" => parse::parse_bool(&raw).is_ok(),
-                    _ => parse::parse_uint::<u64>(&raw, 1, u64::MAX).is_ok(),
-                };
-                assert!(ok, "{}: {key} = {text}", p.name);
+            for (i, (key, _)) in p.values.iter().enumerate() {
+                assert!(fields::find(key).is_some(), "{}: {key}", p.name);
+                assert!(
+                    p.values[..i].iter().all(|(k, _)| k != key),
+                    "{}: {key} twice",
+                    p.name
+                );
             }
+        }
+    }
+
+    #[test]
+    fn profile_names_are_unique_and_snake_case() {
+        for (i, p) in PROFILES.iter().enumerate() {
+            assert!(PROFILES[..i].iter().all(|q| q.name != p.name), "{}", p.name);
+            assert!(
+                p.name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{}",
+                p.name
+            );
         }
     }
 

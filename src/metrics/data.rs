@@ -1,9 +1,21 @@
 //! What one worker (or the merged run) records over an interval.
 
+use std::sync::Arc;
+
 use hdrhistogram::Histogram;
 
-use crate::command::Command;
 use crate::error::ErrorClass;
+
+/// Index of an operation in the run's operation table (see [`OpTable`]).
+pub type OpId = usize;
+
+/// The names of the run's operations (Redis command names, or a workload's own such as
+/// `TRANSACTION`), in slot order. Every worker's data shares it.
+pub type OpTable = Arc<[String]>;
+
+/// Most gauges a run can have (see [`IntervalData::gauges`]); their names come from the
+/// workload (`workload::gauge_names`).
+pub const MAX_GAUGES: usize = 4;
 
 /// Highest latency a histogram holds: one hour, in nanoseconds.
 pub const HISTOGRAM_MAX_NS: u64 = 3_600_000_000_000;
@@ -44,6 +56,9 @@ pub struct CommandStats {
     /// Service time from the actual send; kept only in open loop, where it differs.
     pub service: Option<Histogram<u64>>,
     pub success: u64,
+    /// Reads that found something / found nothing (both are also successes).
+    pub hits: u64,
+    pub misses: u64,
     pub errors: [u64; ErrorClass::COUNT],
     pub overflow: Overflow,
 }
@@ -54,6 +69,8 @@ impl CommandStats {
             latency: new_histogram(),
             service: open_loop.then(new_histogram),
             success: 0,
+            hits: 0,
+            misses: 0,
             errors: [0; ErrorClass::COUNT],
             overflow: Overflow::default(),
         }
@@ -75,6 +92,8 @@ impl CommandStats {
             mine.add(theirs).expect("histograms share bounds");
         }
         self.success += other.success;
+        self.hits += other.hits;
+        self.misses += other.misses;
         for (mine, theirs) in self.errors.iter_mut().zip(other.errors) {
             *mine += theirs;
         }
@@ -87,6 +106,8 @@ impl CommandStats {
             s.reset();
         }
         self.success = 0;
+        self.hits = 0;
+        self.misses = 0;
         self.errors = [0; ErrorClass::COUNT];
         self.overflow = Overflow::default();
     }
@@ -95,8 +116,15 @@ impl CommandStats {
 /// Everything recorded over one interval, by one worker or merged.
 #[derive(Debug, Clone)]
 pub struct IntervalData {
-    /// Indexed by [`Command::index`]; `None` for commands the workload never sends.
-    pub commands: Vec<Option<CommandStats>>,
+    /// The operations' names, indexed like `commands`.
+    pub names: OpTable,
+    /// Per op: a derived figure (see `workload::DERIVED_OPS`), left out of command totals.
+    pub derived: Vec<bool>,
+    /// Workload-specific counters (e.g. pub/sub messages lost), named by `counter_names`.
+    pub counter_names: OpTable,
+    pub counters: Vec<u64>,
+    /// Indexed by [`OpId`].
+    pub commands: Vec<CommandStats>,
     /// Open loop only: how late each batch was sent relative to its intended start.
     pub schedule_lag: Option<Histogram<u64>>,
     pub lag_overflow: Overflow,
@@ -104,34 +132,40 @@ pub struct IntervalData {
     pub reconnects: u64,
     /// Failed reconnect attempts.
     pub connect_failures: u64,
+    /// Sampled values (e.g. a stream's pending entries), indexed like the workload's gauge
+    /// names; `None` when not sampled in this interval. A worker's newer sample replaces its
+    /// older one; merging keeps the larger value (across workers, and over intervals in the
+    /// run's totals: the run's maximum).
+    pub gauges: [Option<u64>; MAX_GAUGES],
 }
 
 impl IntervalData {
-    pub fn new(commands: &[Command], open_loop: bool) -> Self {
-        let mut slots: Vec<Option<CommandStats>> = Command::ALL.iter().map(|_| None).collect();
-        for c in commands {
-            slots[c.index()] = Some(CommandStats::new(open_loop));
-        }
+    pub fn new(names: OpTable, open_loop: bool) -> Self {
+        IntervalData::with_counters(names, Vec::new().into(), open_loop)
+    }
+
+    pub fn with_counters(names: OpTable, counter_names: OpTable, open_loop: bool) -> Self {
         IntervalData {
-            commands: slots,
+            commands: names.iter().map(|_| CommandStats::new(open_loop)).collect(),
+            derived: names
+                .iter()
+                .map(|n| crate::workload::DERIVED_OPS.contains(&n.as_str()))
+                .collect(),
+            names,
+            counters: vec![0; counter_names.len()],
+            counter_names,
             schedule_lag: open_loop.then(new_histogram),
             lag_overflow: Overflow::default(),
             reconnects: 0,
             connect_failures: 0,
+            gauges: [None; MAX_GAUGES],
         }
-    }
-
-    #[inline]
-    fn stats(&mut self, command: Command) -> &mut CommandStats {
-        self.commands[command.index()]
-            .as_mut()
-            .expect("workload sends only the commands it declared")
     }
 
     /// A command's reply arrived and was not an error.
     #[inline]
-    pub fn record_success(&mut self, command: Command, latency_ns: u64, service_ns: u64) {
-        let stats = self.stats(command);
+    pub fn record_success(&mut self, op: OpId, latency_ns: u64, service_ns: u64) {
+        let stats = &mut self.commands[op];
         stats.success += 1;
         let CommandStats {
             latency,
@@ -147,8 +181,31 @@ impl IntervalData {
 
     /// A command failed: an error reply, or it was sent and its reply never came.
     #[inline]
-    pub fn record_error(&mut self, command: Command, class: ErrorClass) {
-        self.stats(command).errors[class.index()] += 1;
+    pub fn record_error(&mut self, op: OpId, class: ErrorClass) {
+        self.commands[op].errors[class.index()] += 1;
+    }
+
+    /// A successful read found something (`hit`) or nothing.
+    #[inline]
+    pub fn record_lookup(&mut self, op: OpId, hit: bool) {
+        let stats = &mut self.commands[op];
+        if hit {
+            stats.hits += 1;
+        } else {
+            stats.misses += 1;
+        }
+    }
+
+    /// Adds `n` to workload counter `index`.
+    #[inline]
+    pub fn count(&mut self, index: usize, n: u64) {
+        self.counters[index] += n;
+    }
+
+    /// Records a sample of gauge `index` (the latest sample wins).
+    #[inline]
+    pub fn set_gauge(&mut self, index: usize, value: u64) {
+        self.gauges[index] = Some(value);
     }
 
     #[inline]
@@ -161,63 +218,82 @@ impl IntervalData {
     /// Adds `other` into `self` (same command set; no allocation).
     pub fn add(&mut self, other: &IntervalData) {
         for (mine, theirs) in self.commands.iter_mut().zip(&other.commands) {
-            if let (Some(mine), Some(theirs)) = (mine, theirs) {
-                mine.add(theirs);
-            }
+            mine.add(theirs);
         }
         if let (Some(mine), Some(theirs)) = (&mut self.schedule_lag, &other.schedule_lag) {
             mine.add(theirs).expect("histograms share bounds");
         }
         self.lag_overflow.add(&other.lag_overflow);
+        for (mine, theirs) in self.counters.iter_mut().zip(&other.counters) {
+            *mine += theirs;
+        }
         self.reconnects += other.reconnects;
         self.connect_failures += other.connect_failures;
+        for (mine, theirs) in self.gauges.iter_mut().zip(other.gauges) {
+            *mine = match (*mine, theirs) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        }
     }
 
     pub fn reset(&mut self) {
-        for stats in self.commands.iter_mut().flatten() {
+        for stats in self.commands.iter_mut() {
             stats.reset();
         }
         if let Some(h) = &mut self.schedule_lag {
             h.reset();
         }
         self.lag_overflow = Overflow::default();
+        self.counters.iter_mut().for_each(|c| *c = 0);
         self.reconnects = 0;
         self.connect_failures = 0;
+        self.gauges = [None; MAX_GAUGES];
     }
 
-    /// The commands with slots, with their stats.
-    pub fn per_command(&self) -> impl Iterator<Item = (Command, &CommandStats)> {
-        Command::ALL
+    /// Each operation's name and stats.
+    pub fn per_command(&self) -> impl Iterator<Item = (&str, &CommandStats)> {
+        self.names
             .iter()
-            .zip(&self.commands)
-            .filter_map(|(c, s)| s.as_ref().map(|s| (*c, s)))
+            .map(String::as_str)
+            .zip(self.commands.iter())
     }
 
+    /// The Redis commands' stats (derived figures left out).
+    fn redis_commands(&self) -> impl Iterator<Item = &CommandStats> {
+        self.commands
+            .iter()
+            .zip(&self.derived)
+            .filter(|(_, derived)| !**derived)
+            .map(|(s, _)| s)
+    }
+
+    /// Redis commands counted (derived figures left out).
     pub fn total(&self) -> u64 {
-        self.per_command().map(|(_, s)| s.total()).sum()
+        self.redis_commands().map(|s| s.total()).sum()
     }
 
     pub fn success(&self) -> u64 {
-        self.per_command().map(|(_, s)| s.success).sum()
+        self.redis_commands().map(|s| s.success).sum()
     }
 
     pub fn errors(&self) -> u64 {
-        self.per_command().map(|(_, s)| s.error_total()).sum()
+        self.redis_commands().map(|s| s.error_total()).sum()
     }
 
-    /// All commands' latencies in one histogram.
+    /// All Redis commands' latencies in one histogram.
     pub fn merged_latency(&self) -> hdrhistogram::Histogram<u64> {
         let mut all = new_histogram();
-        for (_, s) in self.per_command() {
+        for s in self.redis_commands() {
             all.add(&s.latency).expect("histograms share bounds");
         }
         all
     }
 
-    /// Overflows across commands.
+    /// Overflows across Redis commands.
     pub fn overflow(&self) -> Overflow {
         let mut o = Overflow::default();
-        for (_, s) in self.per_command() {
+        for s in self.redis_commands() {
             o.add(&s.overflow);
         }
         o
@@ -230,28 +306,48 @@ mod tests {
 
     #[test]
     fn records_add_and_reset() {
-        let mut a = IntervalData::new(&[Command::Set, Command::Get], false);
-        a.record_success(Command::Set, 1_000, 1_000);
-        a.record_success(Command::Get, 2_000_000, 2_000_000);
-        a.record_error(Command::Get, ErrorClass::Timeout);
-        let mut total = IntervalData::new(&[Command::Set, Command::Get], false);
+        let names: OpTable = vec!["SET".to_string(), "GET".to_string()].into();
+        let mut a = IntervalData::new(names.clone(), false);
+        a.record_success(0, 1_000, 1_000);
+        a.record_success(1, 2_000_000, 2_000_000);
+        a.record_lookup(1, false);
+        a.record_error(1, ErrorClass::Timeout);
+        let mut total = IntervalData::new(names, false);
         total.add(&a);
         total.add(&a);
         assert_eq!(total.total(), 6);
         assert_eq!(total.errors(), 2);
-        let get = total.commands[Command::Get.index()].as_ref().unwrap();
+        let get = &total.commands[1];
         assert_eq!(get.errors[ErrorClass::Timeout.index()], 2);
         assert_eq!(get.latency.len(), 2);
+        assert_eq!((get.hits, get.misses), (0, 2));
         a.reset();
         assert_eq!(a.total(), 0);
-        assert!(a.commands[Command::Del.index()].is_none());
+        assert_eq!(a.commands[1].misses, 0);
+    }
+
+    #[test]
+    fn gauges_keep_the_latest_sample_and_merge_by_max() {
+        let mut a = IntervalData::new(vec!["XADD".to_string()].into(), false);
+        a.set_gauge(0, 9);
+        a.set_gauge(0, 4);
+        assert_eq!(a.gauges[0], Some(4));
+        let mut b = IntervalData::new(vec!["XADD".to_string()].into(), false);
+        b.set_gauge(0, 7);
+        b.set_gauge(1, 0);
+        let mut total = IntervalData::new(vec!["XADD".to_string()].into(), false);
+        total.add(&a);
+        total.add(&b);
+        assert_eq!(total.gauges[..3], [Some(7), Some(0), None]);
+        total.reset();
+        assert_eq!(total.gauges, [None; MAX_GAUGES]);
     }
 
     #[test]
     fn values_beyond_an_hour_are_overflows_not_clamped() {
-        let mut a = IntervalData::new(&[Command::Set], false);
-        a.record_success(Command::Set, HISTOGRAM_MAX_NS * 2, 0);
-        let set = a.commands[Command::Set.index()].as_ref().unwrap();
+        let mut a = IntervalData::new(vec!["SET".to_string()].into(), false);
+        a.record_success(0, HISTOGRAM_MAX_NS * 2, 0);
+        let set = &a.commands[0];
         assert_eq!(set.success, 1);
         assert_eq!(set.latency.len(), 0);
         assert_eq!(set.overflow.count, 1);

@@ -4,9 +4,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::command::Command;
 use crate::error::ErrorClass;
-use crate::metrics::IntervalData;
+use crate::metrics::{IntervalData, OpId, OpTable};
 
 /// One worker's published data, waiting for the reporter.
 struct Shard {
@@ -21,15 +20,30 @@ struct Shard {
 pub struct MetricsHub {
     epoch: AtomicU64,
     shards: Box<[Shard]>,
-    commands: Vec<Command>,
+    names: OpTable,
+    counter_names: OpTable,
     open_loop: bool,
 }
 
 impl MetricsHub {
-    pub fn new(workers: usize, commands: &[Command], open_loop: bool) -> Arc<Self> {
+    pub fn new(workers: usize, names: OpTable, open_loop: bool) -> Arc<Self> {
+        MetricsHub::with_counters(workers, names, Vec::new().into(), open_loop)
+    }
+
+    /// A hub whose data also carries the workload's named counters.
+    pub fn with_counters(
+        workers: usize,
+        names: OpTable,
+        counter_names: OpTable,
+        open_loop: bool,
+    ) -> Arc<Self> {
         let shards = (0..workers)
             .map(|_| Shard {
-                slot: Mutex::new(IntervalData::new(commands, open_loop)),
+                slot: Mutex::new(IntervalData::with_counters(
+                    names.clone(),
+                    counter_names.clone(),
+                    open_loop,
+                )),
                 published: AtomicU64::new(0),
                 finished: AtomicBool::new(false),
             })
@@ -37,14 +51,19 @@ impl MetricsHub {
         Arc::new(MetricsHub {
             epoch: AtomicU64::new(0),
             shards,
-            commands: commands.to_vec(),
+            names,
+            counter_names,
             open_loop,
         })
     }
 
     /// An empty [`IntervalData`] with this run's command slots.
     pub fn new_data(&self) -> IntervalData {
-        IntervalData::new(&self.commands, self.open_loop)
+        IntervalData::with_counters(
+            self.names.clone(),
+            self.counter_names.clone(),
+            self.open_loop,
+        )
     }
 
     /// The writer for worker `index` (one per worker, owned by its thread).
@@ -95,13 +114,13 @@ impl ShardWriter {
     }
 
     #[inline]
-    pub fn record_success(&mut self, command: Command, latency_ns: u64, service_ns: u64) {
-        self.local.record_success(command, latency_ns, service_ns);
+    pub fn record_success(&mut self, op: OpId, latency_ns: u64, service_ns: u64) {
+        self.local.record_success(op, latency_ns, service_ns);
     }
 
     #[inline]
-    pub fn record_error(&mut self, command: Command, class: ErrorClass) {
-        self.local.record_error(command, class);
+    pub fn record_error(&mut self, op: OpId, class: ErrorClass) {
+        self.local.record_error(op, class);
     }
 
     /// Publishes if the reporter has asked since the last time (one atomic load otherwise).
@@ -149,11 +168,11 @@ mod tests {
 
     #[test]
     fn collect_gathers_published_data_from_every_shard() {
-        let hub = MetricsHub::new(2, &[Command::Get], false);
+        let hub = MetricsHub::new(2, vec!["GET".to_string()].into(), false);
         let mut w0 = hub.writer(0);
         let mut w1 = hub.writer(1);
-        w0.record_success(Command::Get, 10, 10);
-        w1.record_error(Command::Get, ErrorClass::Timeout);
+        w0.record_success(0, 10, 10);
+        w1.record_error(0, ErrorClass::Timeout);
         let h = Arc::clone(&hub);
         let t = std::thread::spawn(move || {
             // Workers publish when they next look at the epoch.
@@ -169,7 +188,7 @@ mod tests {
         assert_eq!(total.success(), 1);
         assert_eq!(total.errors(), 1);
         let (mut w0, _w1) = t.join().unwrap();
-        w0.record_success(Command::Get, 20, 20);
+        w0.record_success(0, 20, 20);
         w0.finish();
         let mut more = hub.new_data();
         hub.collect(&mut more, Duration::from_millis(10));

@@ -10,6 +10,6 @@ pub mod data;
 pub mod hub;
 pub mod summary;
 
-pub use data::{CommandStats, IntervalData, new_histogram};
+pub use data::{CommandStats, IntervalData, OpId, OpTable, new_histogram};
 pub use hub::{MetricsHub, ShardWriter};
 pub use summary::LatencySummary;

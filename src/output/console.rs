@@ -143,6 +143,40 @@ impl Console {
         if report.connections.reconnects > 0 {
             println!("reconnects {}", report.connections.reconnects);
         }
+        for (name, op) in &report.operations {
+            let looked_up = op.hits + op.misses;
+            if looked_up > 0 {
+                println!(
+                    "{name}: hits {} ({:.1} %), misses {}",
+                    fmt_count(op.hits as f64),
+                    op.hits as f64 * 100.0 / looked_up as f64,
+                    fmt_count(op.misses as f64)
+                );
+            }
+        }
+        if !report.counters.is_empty() {
+            let counters: Vec<String> = report
+                .counters
+                .iter()
+                .map(|(name, n)| format!("{name} {}", fmt_count(*n as f64)))
+                .collect();
+            println!("{}", counters.join("  "));
+        }
+        for (label, phase) in [
+            ("setup (--prefill)", &report.setup),
+            ("warm-up", &report.warmup),
+        ] {
+            if let Some(p) = phase {
+                println!(
+                    "{label}: {} commands in {:.1}s, not included above",
+                    fmt_count(p.total as f64),
+                    p.duration_s
+                );
+            }
+        }
+        if let Some(checks) = &report.checks {
+            println!("checks: {checks}");
+        }
     }
 }
 

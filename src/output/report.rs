@@ -12,6 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::config::RunnerConfig;
 use crate::control::{CpuTimes, ServerInfo};
 use crate::error::ErrorClass;
+use crate::metrics::data::MAX_GAUGES;
 use crate::metrics::{CommandStats, IntervalData, LatencySummary};
 
 /// Why the run ended.
@@ -44,6 +45,10 @@ impl EndReason {
 pub struct OperationReport {
     pub total: u64,
     pub success: u64,
+    /// Successful reads that found something / found nothing (0 for commands that are not
+    /// reads).
+    pub hits: u64,
+    pub misses: u64,
     pub errors: u64,
     /// Failed commands by the family's `error_type` class (every class listed).
     pub errors_by_type: BTreeMap<&'static str, u64>,
@@ -71,7 +76,50 @@ pub struct IntervalReport {
     pub latency_ms: LatencySummary,
     pub reconnects: u64,
     /// Per command: commands completed in this interval.
-    pub operations: BTreeMap<&'static str, u64>,
+    pub operations: BTreeMap<String, u64>,
+    /// The workload's gauges sampled in this interval (e.g. `stream_pending`), latest sample.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub gauges: BTreeMap<String, u64>,
+}
+
+/// A gauge over the run: its last sample and the largest.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct GaugeReport {
+    pub last: u64,
+    pub max: u64,
+}
+
+/// Traffic outside the measured run: `--prefill` (setup) or `--warmup`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    pub duration_s: f64,
+    pub total: u64,
+    pub errors: u64,
+    /// Commands sent in the phase, by name.
+    pub operations: BTreeMap<String, u64>,
+}
+
+impl PhaseReport {
+    pub fn from_prefill(outcome: &crate::workload::prefill::PrefillOutcome) -> Self {
+        PhaseReport {
+            duration_s: outcome.duration_s,
+            total: outcome.commands.values().sum(),
+            errors: outcome.errors,
+            operations: outcome.commands.clone(),
+        }
+    }
+
+    pub fn from_data(data: &IntervalData, length: Duration) -> Self {
+        PhaseReport {
+            duration_s: length.as_secs_f64(),
+            total: data.total(),
+            errors: data.errors(),
+            operations: data
+                .per_command()
+                .map(|(name, s)| (name.to_string(), s.total()))
+                .collect(),
+        }
+    }
 }
 
 /// Open-loop pacing: target vs achieved, and how late batches were sent.
@@ -124,11 +172,27 @@ pub struct RunReport {
     pub overall_throughput: f64,
     pub latency_ms: LatencySummary,
     pub errors_by_type: BTreeMap<&'static str, u64>,
-    pub operations: BTreeMap<&'static str, OperationReport>,
+    pub operations: BTreeMap<String, OperationReport>,
     pub intervals: Vec<IntervalReport>,
+    /// `--prefill` traffic, not part of the figures above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setup: Option<PhaseReport>,
+    /// `--warmup` traffic, not part of the figures above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<PhaseReport>,
+    /// Workload counters (e.g. pub/sub messages lost), totals over the run.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, u64>,
+    /// Workload gauges sampled during the run (e.g. a stream's backlog); per interval in
+    /// `intervals`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub gauges: BTreeMap<String, GaugeReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<RateReport>,
     pub connections: ConnectionsReport,
+    /// Workload-specific checks made after the run (e.g. increment_check's counter audit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<serde_json::Value>,
     pub client_cpu: CpuReport,
     pub server: ServerReport,
     pub config: serde_json::Value,
@@ -156,6 +220,8 @@ fn operation(stats: &CommandStats, over: Duration) -> OperationReport {
     OperationReport {
         total: stats.total(),
         success: stats.success,
+        hits: stats.hits,
+        misses: stats.misses,
         errors: stats.error_total(),
         errors_by_type: errors_by_type(&stats.errors),
         ops_per_second: per_second(stats.total(), over),
@@ -179,6 +245,20 @@ pub struct ReportBuilder {
     run_start: SystemTime,
     totals: IntervalData,
     intervals: Vec<IntervalReport>,
+    setup: Option<PhaseReport>,
+    warmup: Option<PhaseReport>,
+    gauge_names: &'static [&'static str],
+    /// Each gauge's latest sample so far.
+    gauge_last: [Option<u64>; MAX_GAUGES],
+}
+
+/// The sampled gauges of `values`, by name.
+fn gauges(names: &[&str], values: &[Option<u64>]) -> BTreeMap<String, u64> {
+    names
+        .iter()
+        .zip(values)
+        .filter_map(|(name, v)| v.map(|v| (name.to_string(), v)))
+        .collect()
 }
 
 impl ReportBuilder {
@@ -187,6 +267,7 @@ impl ReportBuilder {
         server: &ServerInfo,
         run_start: SystemTime,
         empty: IntervalData,
+        workers: usize,
     ) -> Self {
         let id = &cfg.identity;
         ReportBuilder {
@@ -198,7 +279,7 @@ impl ReportBuilder {
             ),
             workload_name: cfg.workload.profile.clone(),
             config: cfg.redacted_json(),
-            workers: cfg.test.workers(),
+            workers,
             target: cfg.test.target_ops_per_second,
             server: ServerReport {
                 version: server.version.clone(),
@@ -208,7 +289,17 @@ impl ReportBuilder {
             run_start,
             totals: empty,
             intervals: Vec::new(),
+            setup: None,
+            warmup: None,
+            gauge_names: crate::workload::gauge_names(cfg),
+            gauge_last: [None; MAX_GAUGES],
         }
+    }
+
+    /// Records the traffic before the measured run.
+    pub fn set_phases(&mut self, setup: Option<PhaseReport>, warmup: Option<PhaseReport>) {
+        self.setup = setup;
+        self.warmup = warmup;
     }
 
     pub fn interval_count(&self) -> usize {
@@ -223,6 +314,9 @@ impl ReportBuilder {
         elapsed: Duration,
     ) -> IntervalReport {
         self.totals.add(data);
+        for (last, now) in self.gauge_last.iter_mut().zip(data.gauges) {
+            *last = now.or(*last);
+        }
         let report = IntervalReport {
             index: self.intervals.len(),
             elapsed_s: elapsed.as_secs_f64(),
@@ -238,8 +332,9 @@ impl ReportBuilder {
             reconnects: data.reconnects,
             operations: data
                 .per_command()
-                .map(|(c, s)| (c.name(), s.total()))
+                .map(|(name, s)| (name.to_string(), s.total()))
                 .collect(),
+            gauges: gauges(self.gauge_names, &data.gauges),
         };
         self.intervals.push(report.clone());
         report
@@ -293,10 +388,33 @@ impl ReportBuilder {
             errors_by_type: errors_by_type(&all_errors),
             operations: totals
                 .per_command()
-                .map(|(c, s)| (c.name(), operation(s, measured)))
+                .map(|(name, s)| (name.to_string(), operation(s, measured)))
                 .collect(),
             intervals: self.intervals,
+            setup: self.setup,
+            warmup: self.warmup,
+            counters: totals
+                .counter_names
+                .iter()
+                .zip(&totals.counters)
+                .map(|(name, n)| (name.clone(), *n))
+                .collect(),
+            gauges: self
+                .gauge_names
+                .iter()
+                .zip(self.gauge_last.iter().zip(&totals.gauges))
+                .filter_map(|(name, (last, max))| {
+                    Some((
+                        name.to_string(),
+                        GaugeReport {
+                            last: (*last)?,
+                            max: (*max)?,
+                        },
+                    ))
+                })
+                .collect(),
             rate,
+            checks: None,
             connections: ConnectionsReport {
                 workers: self.workers,
                 reconnects: totals.reconnects,
@@ -321,8 +439,8 @@ impl RunReport {
     /// The report of a run that could not start: identity, config and the error.
     pub fn failed(cfg: &RunnerConfig, error: String) -> RunReport {
         let now = SystemTime::now();
-        let empty = IntervalData::new(&[], false);
-        let mut report = ReportBuilder::new(cfg, &ServerInfo::default(), now, empty).finish(
+        let empty = IntervalData::new(Vec::new().into(), false);
+        let mut report = ReportBuilder::new(cfg, &ServerInfo::default(), now, empty, 0).finish(
             now,
             Duration::ZERO,
             CpuTimes::default(),

@@ -19,9 +19,9 @@ use crate::error::{AppError, ExitCode};
 use crate::metrics::MetricsHub;
 use crate::output::console::Console;
 use crate::output::json;
-use crate::output::report::{EndReason, ReportBuilder, RunReport};
+use crate::output::report::{EndReason, PhaseReport, ReportBuilder, RunReport};
 use crate::shutdown::Shutdown;
-use crate::workload;
+use crate::workload::{self, prefill};
 use worker::Worker;
 
 /// How long the reporter waits for workers to hand in an interval's data.
@@ -45,10 +45,12 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
         Ok(info) => info,
         Err(e) => return Err(cannot_connect(&cfg, e.to_string())),
     };
-    let commands = workload::commands(&cfg.workload);
+    let plan = workload::plan(&cfg);
     let open_loop = cfg.test.target_ops_per_second.is_some();
-    let workers = cfg.test.workers();
-    let hub = MetricsHub::new(workers, &commands, open_loop);
+    let workers = plan.workers;
+    let hub =
+        MetricsHub::with_counters(workers, plan.ops.clone(), plan.counters.clone(), open_loop);
+    let plan = Arc::new(plan);
     // Stops the workers: set on duration end, on a signal, or when start-up fails.
     let stop = Shutdown::new();
 
@@ -58,12 +60,13 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     let mut handles = Vec::with_capacity(workers);
     for index in 0..workers {
         let (cfg, hub, stop) = (Arc::clone(&cfg), Arc::clone(&hub), stop.clone());
+        let plan = Arc::clone(&plan);
         let (ready_tx, go_rx, done_tx) = (ready_tx.clone(), go_rx.clone(), done_tx.clone());
         let handle = std::thread::Builder::new()
             .name(format!("worker-{index}"))
             .spawn(move || {
                 worker::tighten_timer_slack();
-                let result = Worker::connect(index, cfg, &hub, stop);
+                let result = Worker::connect(index, cfg, &plan, &hub, stop);
                 let mut worker = match result {
                     Ok(w) => {
                         let _ = ready_tx.send(Ok(index));
@@ -101,18 +104,46 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
         }
     }
 
+    let setup = if cfg.workload.prefill {
+        let outcome = prefill::run(&cfg).map_err(|e| {
+            stop.request();
+            AppError::Run(format!("prefill failed: {e}"))
+        })?;
+        tracing::info!(
+            keys = cfg.workload.key_range,
+            seconds = outcome.duration_s,
+            "prefill done"
+        );
+        Some(PhaseReport::from_prefill(&outcome))
+    } else {
+        None
+    };
+
+    let go = Instant::now();
+    for _ in 0..workers {
+        let _ = go_tx.send(go);
+    }
+    tracing::info!(workers, "load started");
+    let warmup = cfg.workload.warmup.unwrap_or(Duration::ZERO);
+    // Workers stop at go + warmup + duration; the measured run starts when warm-up ends.
+    let deadline = cfg.test.duration.map(|d| go + warmup + d);
+    let warmup_report = if warmup.is_zero() {
+        None
+    } else {
+        wait_until(go + warmup, &shutdown, &console, go);
+        let mut warm = hub.new_data();
+        hub.collect(&mut warm, COLLECT_WAIT);
+        tracing::info!(commands = warm.total(), "warm-up done; measuring from now");
+        Some(PhaseReport::from_data(&warm, go.elapsed()))
+    };
+
     let started = Instant::now();
     let run_start = SystemTime::now();
     let cpu_start = control::cpu_times();
-    for _ in 0..workers {
-        let _ = go_tx.send(started);
-    }
-    tracing::info!(workers, "load started");
-
-    let mut builder = ReportBuilder::new(&cfg, &server, run_start, hub.new_data());
+    let mut builder = ReportBuilder::new(&cfg, &server, run_start, hub.new_data(), workers);
+    builder.set_phases(setup, warmup_report);
     let mut interval_data = hub.new_data();
     let interval = cfg.output.metrics_interval;
-    let deadline = cfg.test.duration.map(|d| started + d);
     let mut next_report = started + interval;
     // Data is gathered at least every second, even with a longer display interval, so that a
     // run aborted while workers are stuck in reads loses at most about a second of it.
@@ -175,7 +206,8 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
         }
     }
     let cpu = control::cpu_times().since(&cpu_start);
-    let report = builder.finish(SystemTime::now(), stop_at - started, cpu, end_reason);
+    let mut report = builder.finish(SystemTime::now(), stop_at - started, cpu, end_reason);
+    report.checks = workload::verify(&cfg, &report);
     if let Some(path) = &cfg.output.output_file {
         json::write_atomic(path, &report)?;
     }
@@ -186,6 +218,18 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
         ExitCode::Ok
     };
     Ok(RunSummary { report, exit })
+}
+
+/// Sleeps until `until` or a stop request, moving the progress display.
+fn wait_until(until: Instant, shutdown: &Shutdown, console: &Console, since: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= until || shutdown.is_stopping() {
+            return;
+        }
+        console.tick(now - since);
+        std::thread::sleep((until - now).min(TICK));
+    }
 }
 
 /// How long to wait for in-flight replies after stopping: a read can block for one socket

@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use rand_core::SeedableRng;
 
 use crate::client::{ConnectError, RespConnection, connect};
-use crate::command::Command;
 use crate::config::RunnerConfig;
 use crate::error::ErrorClass;
-use crate::metrics::{MetricsHub, ShardWriter};
+use crate::metrics::{MetricsHub, OpId, ShardWriter};
 use crate::runner::schedule::Schedule;
 use crate::shutdown::Shutdown;
-use crate::workload::{self, WorkerRng, Workload};
+use crate::workload::{
+    self, LoopContext, OwnLoop, Recorder, RunPlan, WorkerRng, WorkerTask, Workload,
+};
 
 /// Longest sleep between looks at the stop flag and the metrics epoch.
 const MAX_NAP: Duration = Duration::from_millis(10);
@@ -33,12 +34,16 @@ pub struct Worker {
     conn: Option<RespConnection<TcpStream>>,
     client_name: String,
     workload: Box<dyn Workload>,
+    /// How many workers share `--target-ops-per-second`.
+    paced_workers: usize,
+    /// Set for workers that run a loop of the workload's own instead of request/reply.
+    own: Option<Box<dyn OwnLoop>>,
     rng: WorkerRng,
     metrics: ShardWriter,
     schedule: Schedule,
     batch_size: usize,
-    /// The commands of the batch in flight, reused.
-    batch: Vec<Command>,
+    /// The operation of every command of the batch in flight, in order (reused).
+    sent: Vec<OpId>,
     stop: Shutdown,
     deadline: Option<Instant>,
     failed_batches_in_a_row: u32,
@@ -61,6 +66,7 @@ impl Worker {
     pub fn connect(
         index: usize,
         cfg: Arc<RunnerConfig>,
+        plan: &RunPlan,
         hub: &Arc<MetricsHub>,
         stop: Shutdown,
     ) -> Result<Worker, ConnectError> {
@@ -69,20 +75,27 @@ impl Worker {
             cfg.identity.app_name, cfg.identity.instance_id, index
         )
         .replace(|c: char| c.is_whitespace(), "_");
-        let conn = connect(&cfg.redis, &client_name)?;
         let mut rng = WorkerRng::seed_from_u64(worker_seed(cfg.test.seed, index));
-        let workload = workload::build(&cfg.workload, &mut rng);
+        let (workload, own, conn) = match workload::build(&cfg, plan, index, &mut rng) {
+            WorkerTask::Requests(w) => (w, None, Some(connect(&cfg.redis, &client_name)?)),
+            WorkerTask::Own(mut own) => {
+                own.connect(&cfg, &client_name)?;
+                (Box::new(NoRequests) as Box<dyn Workload>, Some(own), None)
+            }
+        };
         let batch_size = cfg.workload.batch_size();
         Ok(Worker {
             index,
-            conn: Some(conn),
+            conn,
             client_name,
             workload,
+            paced_workers: plan.paced_workers,
+            own,
             rng,
             metrics: hub.writer(index),
             schedule: Schedule::ClosedLoop,
             batch_size,
-            batch: Vec::with_capacity(batch_size),
+            sent: Vec::with_capacity(batch_size * 4),
             stop,
             deadline: None,
             failed_batches_in_a_row: 0,
@@ -96,13 +109,26 @@ impl Worker {
     pub fn run(&mut self, start: Instant) {
         self.schedule = Schedule::new(
             self.cfg.test.target_ops_per_second,
-            self.cfg.test.workers(),
+            self.paced_workers,
             self.batch_size,
             self.index,
             start,
         );
-        self.deadline = self.cfg.test.duration.map(|d| start + d);
-        while self.run_batch() {}
+        let warmup = self.cfg.workload.warmup.unwrap_or(Duration::ZERO);
+        self.deadline = self.cfg.test.duration.map(|d| start + warmup + d);
+        if let Some(own) = self.own.as_mut() {
+            let mut ctx = LoopContext {
+                cfg: &self.cfg,
+                index: self.index,
+                metrics: &mut self.metrics,
+                stop: &self.stop,
+                start,
+                deadline: self.deadline,
+            };
+            own.run(&mut ctx);
+        } else {
+            while self.run_batch() {}
+        }
         self.metrics.finish();
     }
 
@@ -114,11 +140,6 @@ impl Worker {
                 break;
             }
         }
-    }
-
-    /// The commands this worker's workload sends.
-    pub fn commands(&self) -> Vec<Command> {
-        self.workload.commands()
     }
 
     /// One batch: wait for its slot, encode, send, read and time each reply. Returns false when
@@ -141,11 +162,11 @@ impl Worker {
         let Some(conn) = self.conn.as_mut() else {
             return true;
         };
-        self.batch.clear();
+        self.sent.clear();
         let out = conn.request_buf();
         for _ in 0..self.batch_size {
-            let command = self.workload.encode_next(&mut self.rng, out);
-            self.batch.push(command);
+            self.workload
+                .encode_next(&mut self.rng, out, &mut self.sent);
         }
         let sent = Instant::now();
         if let Some(deadline) = self.deadline
@@ -169,22 +190,20 @@ impl Worker {
             return true;
         }
         let mut errors = 0;
-        for i in 0..self.batch.len() {
-            let command = self.batch[i];
+        for i in 0..self.sent.len() {
+            let op = self.sent[i];
             match conn.read_reply() {
                 Ok(reply) => {
-                    if reply.is_error() {
-                        errors += 1;
-                        let class = ErrorClass::from_error_reply(conn.payload(&reply));
-                        self.metrics.record_error(command, class);
-                    } else {
-                        let now = conn.reply_received_at();
-                        self.metrics.record_success(
-                            command,
-                            now.saturating_duration_since(start).as_nanos() as u64,
-                            now.saturating_duration_since(sent).as_nanos() as u64,
-                        );
-                    }
+                    let received = conn.reply_received_at();
+                    let mut rec = Recorder {
+                        metrics: &mut self.metrics,
+                        latency_ns: received.saturating_duration_since(start).as_nanos() as u64,
+                        service_ns: received.saturating_duration_since(sent).as_nanos() as u64,
+                        failed: false,
+                    };
+                    self.workload
+                        .on_reply(op, &reply, conn.payload(&reply), &mut rec);
+                    errors += rec.failed as usize;
                 }
                 Err(e) => {
                     self.fail_batch_from(i, e.class());
@@ -192,7 +211,7 @@ impl Worker {
                 }
             }
         }
-        self.after_batch(errors == self.batch.len());
+        self.after_batch(errors == self.sent.len());
         true
     }
 
@@ -200,9 +219,10 @@ impl Worker {
     /// never read) and drops the connection: it is out of step with the server now.
     #[cold]
     fn fail_batch_from(&mut self, first: usize, class: ErrorClass) {
-        for &command in &self.batch[first..] {
-            self.metrics.record_error(command, class);
+        for &op in &self.sent[first..] {
+            self.metrics.record_error(op, class);
         }
+        self.workload.on_connection_lost(class, &mut self.metrics);
         if self.conn.take().is_some() {
             tracing::warn!(worker = self.index, error_type = %class, "connection lost; reconnecting");
         }
@@ -261,6 +281,13 @@ impl Worker {
             self.metrics.maybe_publish();
         }
     }
+}
+
+/// The request workload of a worker that runs its own loop: never asked for anything.
+struct NoRequests;
+
+impl Workload for NoRequests {
+    fn encode_next(&mut self, _: &mut WorkerRng, _: &mut Vec<u8>, _: &mut Vec<OpId>) {}
 }
 
 /// Makes the kernel wake sleeping threads within about a microsecond of the requested time

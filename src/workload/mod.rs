@@ -1,39 +1,245 @@
-//! Workloads: what commands a worker sends, on which keys, with which values.
+//! Workloads: what commands workers send, on which keys, with which values, and what a reply
+//! means.
 //!
-//! One trait, [`Workload`], and one file per workload. A workload encodes its next command
-//! straight into the connection's request buffer: no allocation, no formatting per command.
-//! Not here: sending, timing and counting (the runner and metrics do that, the same way for
-//! every workload).
+//! One trait, [`Workload`], and one file per workload. A workload encodes its next unit of work
+//! (one command, or several such as MULTI..EXEC) straight into the connection's request buffer
+//! and, per reply, tells a [`Recorder`] what happened: no allocation, no formatting per
+//! command. Workers whose job is not request/reply (a pub/sub subscriber, a stream processor)
+//! run an [`OwnLoop`] instead. Not here: sending, timing and the metrics plumbing (the runner
+//! does that, the same way for every workload).
 
-pub mod basic_rw;
+pub mod increment_check;
 pub mod keys;
+pub mod mix;
+pub mod prefill;
+pub mod pubsub;
+pub mod pubsub_subscriber;
+pub mod stream_request_reply;
+pub mod template;
+pub mod transaction;
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Instant;
 
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use crate::command::Command;
-use crate::config::{WorkloadConfig, WorkloadKind};
+use crate::client::{ConnectError, Reply, ReplyKind};
+use crate::config::{RunnerConfig, WorkloadKind};
+use crate::error::ErrorClass;
+use crate::metrics::{OpId, OpTable, ShardWriter};
+use crate::output::report::RunReport;
+use crate::shutdown::Shutdown;
 
 /// Each worker's own random source (seeded per worker for reproducible runs).
 pub type WorkerRng = Xoshiro256PlusPlus;
 
-/// A generator of commands for one worker.
-pub trait Workload: Send {
-    /// Every command this workload may send (sizes the metrics slots).
-    fn commands(&self) -> Vec<Command>;
-
-    /// Appends the next command's RESP encoding to `out` and says which command it is.
-    fn encode_next(&mut self, rng: &mut WorkerRng, out: &mut Vec<u8>) -> Command;
+/// How a reply is recorded: the worker fills in the timing, the workload says what it meant.
+pub struct Recorder<'a> {
+    pub(crate) metrics: &'a mut ShardWriter,
+    pub(crate) latency_ns: u64,
+    pub(crate) service_ns: u64,
+    /// Set when this reply was recorded as an error (the worker backs off after a batch of
+    /// nothing but errors).
+    pub(crate) failed: bool,
 }
 
-/// Builds the configured workload for one worker.
-pub fn build(cfg: &WorkloadConfig, rng: &mut WorkerRng) -> Box<dyn Workload> {
-    match cfg.kind {
-        WorkloadKind::BasicRw => Box::new(basic_rw::BasicRw::new(cfg, rng)),
+impl Recorder<'_> {
+    /// The operation succeeded.
+    #[inline]
+    pub fn success(&mut self, op: OpId) {
+        self.metrics
+            .record_success(op, self.latency_ns, self.service_ns);
+    }
+
+    /// A read succeeded and found something (`hit`) or nothing.
+    #[inline]
+    pub fn lookup(&mut self, op: OpId, hit: bool) {
+        self.success(op);
+        self.metrics.data().record_lookup(op, hit);
+    }
+
+    /// The operation failed with `class`.
+    #[inline]
+    pub fn error(&mut self, op: OpId, class: ErrorClass) {
+        self.failed = true;
+        self.metrics.record_error(op, class);
+    }
+
+    /// Adds `n` to the workload's counter `index`.
+    #[inline]
+    pub fn count(&mut self, index: usize, n: u64) {
+        self.metrics.data().count(index, n);
+    }
+
+    /// Latency of this reply from the unit's (intended) start, in nanoseconds.
+    #[inline]
+    pub fn latency_ns(&self) -> u64 {
+        self.latency_ns
+    }
+
+    /// The usual reading of a reply: an error reply is an error of its class, anything else a
+    /// success.
+    #[inline]
+    pub fn standard(&mut self, op: OpId, reply: &Reply, payload: &[u8]) {
+        if reply.kind == ReplyKind::Error {
+            self.error(op, ErrorClass::from_error_reply(payload));
+        } else {
+            self.success(op);
+        }
     }
 }
 
-/// The commands a configured workload may send, without building one.
-pub fn commands(cfg: &WorkloadConfig) -> Vec<Command> {
-    let mut rng = <WorkerRng as rand_core::SeedableRng>::seed_from_u64(0);
-    build(cfg, &mut rng).commands()
+/// A generator of request/reply work for one worker.
+pub trait Workload: Send {
+    /// Appends the next unit of work to `out` and pushes, in order, the operation of every
+    /// command it encoded (one reply is read per entry).
+    fn encode_next(&mut self, rng: &mut WorkerRng, out: &mut Vec<u8>, sent: &mut Vec<OpId>);
+
+    /// Records what a reply means. The default: error replies by class, the rest successes.
+    #[inline]
+    fn on_reply(&mut self, op: OpId, reply: &Reply, payload: &[u8], rec: &mut Recorder<'_>) {
+        rec.standard(op, reply, payload);
+    }
+
+    /// The connection failed before the batch's remaining replies came. The worker has
+    /// already counted every command whose reply was still due as an error of `class`; a
+    /// workload that deferred counting answered commands (transactions count queued commands
+    /// at EXEC) counts those now.
+    fn on_connection_lost(&mut self, class: ErrorClass, metrics: &mut ShardWriter) {
+        let _ = (class, metrics);
+    }
+}
+
+/// What a worker's own loop gets from the runner.
+pub struct LoopContext<'a> {
+    pub cfg: &'a RunnerConfig,
+    pub index: usize,
+    pub metrics: &'a mut ShardWriter,
+    pub stop: &'a Shutdown,
+    /// The load's start and, with a duration, its end.
+    pub start: Instant,
+    pub deadline: Option<Instant>,
+}
+
+impl LoopContext<'_> {
+    /// Whether the loop should wind down (stop requested or duration over).
+    pub fn should_stop(&self) -> bool {
+        self.stop.is_stopping() || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// A worker that is not a request/reply loop: it owns its connection(s) and its loop.
+pub trait OwnLoop: Send {
+    /// Opens the connection(s) before the load starts; an error fails the run at start.
+    fn connect(&mut self, cfg: &RunnerConfig, client_name: &str) -> Result<(), ConnectError>;
+
+    /// Runs until `ctx.should_stop()`, recording into `ctx.metrics`; must not return early on
+    /// faults (count them and carry on).
+    fn run(&mut self, ctx: &mut LoopContext<'_>);
+}
+
+/// What one worker thread does.
+pub enum WorkerTask {
+    /// The standard loop: batches of units, replies read and timed in order.
+    Requests(Box<dyn Workload>),
+    /// A loop of the workload's own.
+    Own(Box<dyn OwnLoop>),
+}
+
+/// The shape of a run, made once per run by [`plan`]: its operation and counter tables, how
+/// many workers it needs, and any state its workers share (touched once per run, never per
+/// command: e.g. pub/sub's clock anchor and publishers' final counts).
+#[derive(Clone)]
+pub struct RunPlan {
+    pub ops: OpTable,
+    pub counters: OpTable,
+    pub workers: usize,
+    /// Workers that send on a schedule: `--target-ops-per-second` is shared among these only
+    /// (publishers and ingress workers; subscribers and processors take the load they get).
+    pub paced_workers: usize,
+    pub shared: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl RunPlan {
+    /// A plan of `workers` request/reply workers, all paced, sharing nothing.
+    pub fn request_reply(ops: OpTable, counters: OpTable, workers: usize) -> Self {
+        RunPlan {
+            ops,
+            counters,
+            workers,
+            paced_workers: workers,
+            shared: None,
+        }
+    }
+
+    /// The run's shared state as `T` (as the workload's own `plan` made it).
+    pub fn shared<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.shared.clone()?.downcast::<T>().ok()
+    }
+}
+
+/// Operations that are not Redis commands but figures derived from them (a pub/sub message's
+/// delivery, a stream request's reply). They have their own histograms and counts but are left
+/// out of the run's command totals and throughput, and the server has no count for them.
+pub const DERIVED_OPS: &[&str] = &["RECEIVE", "REQUEST_REPLY"];
+
+/// The plan of the configured workload (call once per run: it creates the shared state).
+pub fn plan(cfg: &RunnerConfig) -> RunPlan {
+    let request_reply =
+        |ops: OpTable| RunPlan::request_reply(ops, Vec::new().into(), cfg.test.workers());
+    match cfg.workload.kind {
+        WorkloadKind::BasicRw
+        | WorkloadKind::ListOperations
+        | WorkloadKind::HashOperations
+        | WorkloadKind::StreamOperations => request_reply(mix::op_table(&cfg.workload)),
+        WorkloadKind::Template => request_reply(template::op_table(&cfg.workload)),
+        WorkloadKind::TransactionTest => RunPlan::request_reply(
+            transaction::op_table(&cfg.workload),
+            transaction::counter_table(),
+            cfg.test.workers(),
+        ),
+        WorkloadKind::IncrementCheck => request_reply(increment_check::op_table()),
+        WorkloadKind::PubsubTest => pubsub::plan(cfg),
+        WorkloadKind::StreamRequestReply => stream_request_reply::plan(cfg),
+    }
+}
+
+/// The names of the workload's gauges (values sampled during the run, reported per interval),
+/// indexed like `IntervalData::gauges`; at most `metrics::data::MAX_GAUGES`.
+pub fn gauge_names(cfg: &RunnerConfig) -> &'static [&'static str] {
+    match cfg.workload.kind {
+        WorkloadKind::StreamRequestReply => stream_request_reply::GAUGES,
+        _ => &[],
+    }
+}
+
+/// Checks a workload makes after its run through the control plane (e.g. increment_check
+/// compares counters with acknowledged increments), for the report's `checks`.
+pub fn verify(cfg: &RunnerConfig, report: &RunReport) -> Option<serde_json::Value> {
+    match cfg.workload.kind {
+        WorkloadKind::IncrementCheck => Some(increment_check::verify(cfg, report)),
+        WorkloadKind::StreamRequestReply => Some(stream_request_reply::verify(cfg, report)),
+        _ => None,
+    }
+}
+
+/// Builds what worker `index` of `plan.workers` runs.
+pub fn build(cfg: &RunnerConfig, plan: &RunPlan, index: usize, rng: &mut WorkerRng) -> WorkerTask {
+    let workers = plan.workers;
+    let w = &cfg.workload;
+    match w.kind {
+        WorkloadKind::Template => {
+            WorkerTask::Requests(Box::new(template::Template::new(w, index, workers, rng)))
+        }
+        WorkloadKind::TransactionTest => WorkerTask::Requests(Box::new(
+            transaction::Transaction::new(w, index, workers, rng),
+        )),
+        WorkloadKind::IncrementCheck => WorkerTask::Requests(Box::new(
+            increment_check::IncrementCheck::new(cfg, index, workers),
+        )),
+        WorkloadKind::PubsubTest => pubsub::build(cfg, plan, index, rng),
+        WorkloadKind::StreamRequestReply => stream_request_reply::build(cfg, index, rng),
+        _ => WorkerTask::Requests(Box::new(mix::Mix::new(w, index, workers, rng))),
+    }
 }

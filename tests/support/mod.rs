@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use redis_loadgen::config::{Protocol, RedisConfig};
 use redis_loadgen::control::{self, CommandCalls};
+use redis_loadgen::workload::DERIVED_OPS;
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
@@ -181,6 +182,67 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("report {} not written: {e}", path.display()));
     serde_json::from_str(&text).expect("report is JSON")
+}
+
+/// The truth check: for every Redis command in the report, the report's total plus its
+/// setup (`--prefill`) and warm-up traffic equals the server's own `INFO commandstats` delta
+/// (calls + rejected_calls); success + errors = total; intervals add up to the total.
+pub fn assert_counts_match(
+    server: &RedisServer,
+    before: &BTreeMap<String, CommandCalls>,
+    report: &serde_json::Value,
+) {
+    let after = server.commandstats();
+    let ops = report["operations"].as_object().expect("operations object");
+    assert!(!ops.is_empty(), "no operations reported");
+    let phase = |phase: &str, name: &str| report[phase]["operations"][name].as_u64().unwrap_or(0);
+    let mut sum = 0;
+    for (name, op) in ops {
+        let total = op["total"].as_u64().unwrap();
+        assert_eq!(
+            total,
+            op["success"].as_u64().unwrap() + op["errors"].as_u64().unwrap(),
+            "{name}: success + errors"
+        );
+        // Derived figures are neither Redis commands nor part of the command totals.
+        if DERIVED_OPS.contains(&name.as_str()) {
+            continue;
+        }
+        sum += total;
+        let key = name.to_lowercase();
+        let delta =
+            after.get(&key).map_or(0, |c| c.seen()) - before.get(&key).map_or(0, |c| c.seen());
+        let expected = total + phase("setup", name) + phase("warmup", name);
+        assert_eq!(
+            expected,
+            delta,
+            "{name}: report says {total} (+ setup/warm-up {}), server counted {delta}",
+            expected - total
+        );
+    }
+    assert_eq!(report["total_commands_count"].as_u64().unwrap(), sum);
+    let in_intervals: u64 = report["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["total"].as_u64().unwrap())
+        .sum();
+    assert_eq!(in_intervals, sum, "intervals add up to the total");
+}
+
+/// Checks a report against the checked-in JSON Schema.
+pub fn assert_matches_schema(report: &serde_json::Value) {
+    let text = std::fs::read_to_string(report_schema_path()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report does not match schema: {errors:#?}"
+    );
 }
 
 /// The checked-in JSON Schema of the report.
