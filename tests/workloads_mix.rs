@@ -5,43 +5,13 @@
 mod support;
 
 use serde_json::Value;
-use support::{RedisServer, assert_counts_match, assert_matches_schema, loadgen, read_json};
+use support::{RedisServer, loadgen};
 
-/// Runs the binary for `seconds` with `args` against `server`; returns the report after the
-/// truth check and the schema check.
+/// [`support::run_checked`] with 2 clients x 2 threads.
 fn run_checked(server: &RedisServer, seconds: &str, args: &[&str]) -> Value {
-    let work = tempfile::tempdir().unwrap();
-    let before = server.commandstats();
-    let out = loadgen(work.path())
-        .args([
-            "--port",
-            &server.port.to_string(),
-            "--duration",
-            seconds,
-            "--quiet",
-        ])
-        .args([
-            "--clients",
-            "2",
-            "--threads-per-client",
-            "2",
-            "--metrics-interval",
-            "0.5",
-        ])
-        .args(["--output-file", "r.json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = read_json(&work.path().join("r.json"));
-    assert!(report["total_commands_count"].as_u64().unwrap() > 0);
-    assert_counts_match(server, &before, &report);
-    assert_matches_schema(&report);
-    report
+    let mut all = vec!["--clients", "2", "--threads-per-client", "2"];
+    all.extend_from_slice(args);
+    support::run_checked(server, seconds, &all)
 }
 
 fn op<'a>(report: &'a Value, name: &str) -> &'a Value {

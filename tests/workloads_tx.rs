@@ -5,36 +5,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{RedisServer, assert_counts_match, assert_matches_schema, loadgen, read_json};
-
-/// Runs the binary for `seconds` with `args` against `server`; returns the report after the
-/// truth check and the schema check.
-fn run_checked(server: &RedisServer, seconds: &str, args: &[&str]) -> Value {
-    let work = tempfile::tempdir().unwrap();
-    let before = server.commandstats();
-    let out = loadgen(work.path())
-        .args([
-            "--port",
-            &server.port.to_string(),
-            "--duration",
-            seconds,
-            "--quiet",
-        ])
-        .args(["--metrics-interval", "0.5", "--output-file", "r.json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = read_json(&work.path().join("r.json"));
-    assert!(report["total_commands_count"].as_u64().unwrap() > 0);
-    assert_counts_match(server, &before, &report);
-    assert_matches_schema(&report);
-    report
-}
+use support::{RedisServer, loadgen, read_json, run_checked};
 
 fn count(report: &Value, op: &str, field: &str) -> u64 {
     report["operations"][op][field].as_u64().unwrap_or(0)

@@ -207,6 +207,29 @@ fn parse_int(digits: &[u8]) -> Result<i64, ProtocolError> {
     Ok(value)
 }
 
+/// Splits encoded requests (arrays of bulk strings) back into their arguments, checking each
+/// is whole and valid RESP. For tests of request encoders.
+#[cfg(test)]
+pub(crate) fn split_commands(mut bytes: &[u8]) -> Vec<Vec<String>> {
+    let mut commands = Vec::new();
+    while !bytes.is_empty() {
+        let (reply, used) = scan(bytes).unwrap().expect("whole command");
+        let ReplyKind::Array(n) = reply.kind else {
+            panic!("a request is an array")
+        };
+        let mut rest = &bytes[reply.payload.clone()];
+        let mut args = Vec::new();
+        for _ in 0..n {
+            let (arg, used) = scan(rest).unwrap().unwrap();
+            args.push(String::from_utf8_lossy(&rest[arg.payload]).into_owned());
+            rest = &rest[used..];
+        }
+        commands.push(args);
+        bytes = &bytes[used..];
+    }
+    commands
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

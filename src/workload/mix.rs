@@ -290,6 +290,7 @@ fn any_non_nil(mut elements: &[u8]) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::client::resp::split_commands as commands_in;
     use crate::config::{KeyDistribution, ValueSize, WorkloadKind};
     use rand_core::SeedableRng;
 
@@ -338,27 +339,6 @@ pub(crate) mod tests {
             w.encode_next(&mut rng, &mut out, &mut sent);
         }
         (out, sent)
-    }
-
-    /// Splits an encoded stream back into commands, checking it is valid RESP.
-    fn commands_in(mut bytes: &[u8]) -> Vec<Vec<String>> {
-        let mut commands = Vec::new();
-        while !bytes.is_empty() {
-            let (reply, used) = resp::scan(bytes).unwrap().expect("whole command");
-            let ReplyKind::Array(n) = reply.kind else {
-                panic!("not an array")
-            };
-            let mut args = Vec::new();
-            let mut rest = &bytes[reply.payload.clone()];
-            for _ in 0..n {
-                let (arg, used) = resp::scan(rest).unwrap().unwrap();
-                args.push(String::from_utf8_lossy(&rest[arg.payload]).into_owned());
-                rest = &rest[used..];
-            }
-            commands.push(args);
-            bytes = &bytes[used..];
-        }
-        commands
     }
 
     #[test]

@@ -374,6 +374,7 @@ impl Workload for Transaction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::resp::split_commands as commands_in;
     use crate::config::WorkloadKind;
     use crate::metrics::MetricsHub;
     use rand_core::SeedableRng;
@@ -386,27 +387,6 @@ mod tests {
         cfg.transaction_size = size;
         cfg.watch = watch;
         cfg
-    }
-
-    /// Splits an encoded stream back into commands.
-    fn commands_in(mut bytes: &[u8]) -> Vec<Vec<String>> {
-        let mut commands = Vec::new();
-        while !bytes.is_empty() {
-            let (reply, used) = resp::scan(bytes).unwrap().expect("whole command");
-            let ReplyKind::Array(n) = reply.kind else {
-                panic!("not an array")
-            };
-            let mut rest = &bytes[reply.payload.clone()];
-            let mut args = Vec::new();
-            for _ in 0..n {
-                let (arg, used) = resp::scan(rest).unwrap().unwrap();
-                args.push(String::from_utf8_lossy(&rest[arg.payload]).into_owned());
-                rest = &rest[used..];
-            }
-            commands.push(args);
-            bytes = &bytes[used..];
-        }
-        commands
     }
 
     #[test]

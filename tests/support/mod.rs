@@ -177,6 +177,35 @@ pub fn small_run(workdir: &Path, port: u16) -> Command {
     cmd
 }
 
+/// Runs the binary for `seconds` with `args` against `server`, expecting success; returns the
+/// report after the truth check ([`assert_counts_match`]) and the schema check.
+pub fn run_checked(server: &RedisServer, seconds: &str, args: &[&str]) -> serde_json::Value {
+    let work = tempfile::tempdir().unwrap();
+    let before = server.commandstats();
+    let out = loadgen(work.path())
+        .args([
+            "--port",
+            &server.port.to_string(),
+            "--duration",
+            seconds,
+            "--quiet",
+        ])
+        .args(["--metrics-interval", "0.5", "--output-file", "r.json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = read_json(&work.path().join("r.json"));
+    assert!(report["total_commands_count"].as_u64().unwrap() > 0);
+    assert_counts_match(server, &before, &report);
+    assert_matches_schema(&report);
+    report
+}
+
 /// Reads a JSON report.
 pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path)
