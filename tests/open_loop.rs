@@ -52,3 +52,56 @@ fn stall_shows_in_latency_from_intended_start() {
     let lag_max = rate["schedule_lag_ms"]["max"].as_f64().unwrap();
     assert!(lag_max > 250.0, "schedule lag max {lag_max} ms");
 }
+
+/// The target rate paces the workers that send (publishers, ingress workers) in units of
+/// work (messages, requests), not every worker or every command.
+#[test]
+fn target_rate_paces_units_of_the_sending_workers() {
+    let server = RedisServer::start();
+    for (profile, extra, unit_op) in [
+        (
+            "pubsub_test",
+            &["--publishers", "2", "--subscribers", "2"][..],
+            "PUBLISH",
+        ),
+        (
+            "stream_request_reply",
+            &["--threads-per-client", "2"][..],
+            "XADD",
+        ),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        let status = loadgen(work.path())
+            .args([
+                "--port",
+                &server.port.to_string(),
+                "--workload-profile",
+                profile,
+            ])
+            .args([
+                "--target-ops-per-second",
+                "1000",
+                "--duration",
+                "2",
+                "--quiet",
+            ])
+            .args(["--output-file", "r.json"])
+            .args(extra)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{profile}");
+        let report = read_json(&work.path().join("r.json"));
+        let achieved = report["rate"]["achieved_ops_per_second"].as_f64().unwrap();
+        let unit_rate = report["operations"][unit_op]["ops_per_second"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (900.0..1100.0).contains(&achieved),
+            "{profile}: achieved {achieved}"
+        );
+        assert!(
+            (900.0..1100.0).contains(&unit_rate),
+            "{profile}: {unit_op} {unit_rate}/s"
+        );
+    }
+}

@@ -205,7 +205,7 @@ pub static FIELDS: &[FieldSpec] = &[
         "TEST_TARGET_OPS_PER_SECOND",
         None,
         Kind::Float,
-        "Total target rate in commands/s (open loop); not set: as fast as possible",
+        "Total target rate per second (open loop) of commands, or of transactions, requests or messages in those workloads; not set: as fast as possible",
     ),
     field(
         "test.seed",

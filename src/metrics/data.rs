@@ -130,6 +130,9 @@ pub struct IntervalData {
     pub lag_overflow: Overflow,
     /// Connections re-established after a failure.
     pub reconnects: u64,
+    /// Units of work sent (a command, a transaction, a request, a message): what
+    /// `--target-ops-per-second` paces.
+    pub units: u64,
     /// Failed reconnect attempts.
     pub connect_failures: u64,
     /// Sampled values (e.g. a stream's pending entries), indexed like the workload's gauge
@@ -157,6 +160,7 @@ impl IntervalData {
             schedule_lag: open_loop.then(new_histogram),
             lag_overflow: Overflow::default(),
             reconnects: 0,
+            units: 0,
             connect_failures: 0,
             gauges: [None; MAX_GAUGES],
         }
@@ -228,6 +232,7 @@ impl IntervalData {
             *mine += theirs;
         }
         self.reconnects += other.reconnects;
+        self.units += other.units;
         self.connect_failures += other.connect_failures;
         for (mine, theirs) in self.gauges.iter_mut().zip(other.gauges) {
             *mine = match (*mine, theirs) {
@@ -247,6 +252,7 @@ impl IntervalData {
         self.lag_overflow = Overflow::default();
         self.counters.iter_mut().for_each(|c| *c = 0);
         self.reconnects = 0;
+        self.units = 0;
         self.connect_failures = 0;
         self.gauges = [None; MAX_GAUGES];
     }

@@ -122,7 +122,8 @@ impl PhaseReport {
     }
 }
 
-/// Open-loop pacing: target vs achieved, and how late batches were sent.
+/// Open-loop pacing: target vs achieved, and how late batches were sent. Rates count units of
+/// work: commands, or transactions, stream requests or pub/sub messages in those workloads.
 #[derive(Debug, Clone, Serialize)]
 pub struct RateReport {
     pub target_ops_per_second: f64,
@@ -358,7 +359,7 @@ impl ReportBuilder {
         }
         let rate = self.target.map(|target| RateReport {
             target_ops_per_second: target,
-            achieved_ops_per_second: per_second(total, measured),
+            achieved_ops_per_second: per_second(totals.units, measured),
             schedule_lag_ms: totals
                 .schedule_lag
                 .as_ref()

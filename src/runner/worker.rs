@@ -185,6 +185,7 @@ impl Worker {
             }
             None => sent,
         };
+        self.metrics.data().units += self.batch_size as u64;
         if let Err(e) = conn.flush() {
             self.fail_batch_from(0, e.class());
             return true;
