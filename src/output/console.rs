@@ -95,7 +95,7 @@ impl Console {
             None => format!("{:>6.1}s", elapsed.as_secs_f64()),
         };
         let l = &r.latency_ms;
-        let line = format!(
+        let mut line = format!(
             "[{progress}] {} ops/s  errors {}  p50 {} ms  p95 {} ms  p99 {} ms  max {} ms",
             fmt_count(r.ops_per_second),
             r.errors,
@@ -104,6 +104,10 @@ impl Console {
             fmt_ms(l.p99),
             fmt_ms(l.max)
         );
+        // Workload gauges (e.g. a stream's backlog) as sampled in this interval.
+        for (name, value) in &r.gauges {
+            line.push_str(&format!("  {name} {}", fmt_count(*value as f64)));
+        }
         match &self.bar {
             Some(bar) => {
                 bar.set_message(format!("{} ops/s", fmt_count(r.ops_per_second)));
@@ -173,6 +177,13 @@ impl Console {
                     p.duration_s
                 );
             }
+        }
+        for (name, g) in &report.gauges {
+            println!(
+                "{name}: last {}, max {}",
+                fmt_count(g.last as f64),
+                fmt_count(g.max as f64)
+            );
         }
         if let Some(checks) = &report.checks {
             println!("checks: {checks}");
