@@ -14,6 +14,24 @@ use crate::config::{Protocol, RedisConfig};
 
 /// Opens a control-plane connection with the configured timeouts.
 pub fn connection(cfg: &RedisConfig) -> redis::RedisResult<redis::Connection> {
+    open(cfg).map_err(|e| tls_mismatch_hint(cfg, e))
+}
+
+/// A plain/TLS mismatch shows only as a reset or a timeout: say what it likely is.
+fn tls_mismatch_hint(cfg: &RedisConfig, e: redis::RedisError) -> redis::RedisError {
+    let hint = match &cfg.tls {
+        Some(_) if e.is_timeout() => {
+            "no TLS handshake answer (is it a plain port? try without --tls)"
+        }
+        None if e.is_connection_dropped() => {
+            "the server closed the connection (a TLS port? try --tls)"
+        }
+        _ => return e,
+    };
+    redis::RedisError::from((redis::ErrorKind::Io, hint, e.to_string()))
+}
+
+fn open(cfg: &RedisConfig) -> redis::RedisResult<redis::Connection> {
     let mut settings = RedisConnectionInfo::default()
         .set_db(cfg.db as i64)
         .set_protocol(match cfg.protocol {
@@ -27,15 +45,62 @@ pub fn connection(cfg: &RedisConfig) -> redis::RedisResult<redis::Connection> {
     if let Some(password) = &cfg.password {
         settings = settings.set_password(password.expose());
     }
-    let info = ConnectionAddr::Tcp(cfg.host.clone(), cfg.port)
+    let mut tcp = TcpSettings::default().set_nodelay(true);
+    if let Some(idle) = cfg.tcp_keepalive {
+        tcp = tcp.set_keepalive(socket2::TcpKeepalive::new().with_time(idle));
+    }
+    let addr = match &cfg.tls {
+        None => ConnectionAddr::Tcp(cfg.host.clone(), cfg.port),
+        Some(tls) => ConnectionAddr::TcpTls {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            insecure: tls.insecure,
+            tls_params: None,
+        },
+    };
+    let info = addr
         .into_connection_info()?
-        .set_tcp_settings(TcpSettings::default().set_nodelay(true))
+        .set_tcp_settings(tcp)
         .set_redis_settings(settings);
-    let client = redis::Client::open(info)?;
+    let client = match &cfg.tls {
+        None => redis::Client::open(info)?,
+        Some(tls) => tls_client(info, tls)?,
+    };
     let conn = client.get_connection_with_timeout(cfg.connect_timeout)?;
     conn.set_read_timeout(Some(cfg.socket_timeout))?;
     conn.set_write_timeout(Some(cfg.socket_timeout))?;
     Ok(conn)
+}
+
+/// A redis crate client with the run's CA and client certificate. The crate's rustls has no
+/// crypto provider of its own: ring is installed as the process default first.
+fn tls_client(
+    info: redis::ConnectionInfo,
+    tls: &crate::client::TlsConfig,
+) -> redis::RedisResult<redis::Client> {
+    crate::client::tls::install_default_provider();
+    let client_tls = match (&tls.cert_pem, &tls.key_pem) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: cert.clone(),
+            client_key: key.clone(),
+        }),
+        _ => None,
+    };
+    let client = redis::Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert: tls.ca_pem.clone(),
+        },
+    )?;
+    if tls.check_hostname || tls.insecure {
+        return Ok(client);
+    }
+    // build_with_tls resets "accept invalid hostnames": set it on the built address.
+    let info = client.get_connection_info().clone();
+    let mut addr = info.addr().clone();
+    addr.set_danger_accept_invalid_hostnames(true);
+    redis::Client::open(info.set_addr(addr))
 }
 
 /// What the server says about itself.

@@ -16,6 +16,7 @@ use redis_loadgen::metrics::MetricsHub;
 use redis_loadgen::runner::worker::Worker;
 use redis_loadgen::{Shutdown, workload};
 use support::RedisServer;
+use support::tls::{Certs, TlsServer};
 
 struct Counting;
 
@@ -56,7 +57,12 @@ fn allocations() -> u64 {
 /// Runs `batches` batches after a warm-up; returns (allocations on the worker thread, commands
 /// the reporter recorded).
 fn steady_state_allocations(server: &RedisServer, batches: u64, extra: &[&str]) -> (u64, u64) {
-    let mut args: Vec<OsString> = ["redis-loadgen", "--port", &server.port.to_string()]
+    steady_state_allocations_on(server.port, batches, extra)
+}
+
+/// [`steady_state_allocations`] against any server port (the TLS test's server).
+fn steady_state_allocations_on(port: u16, batches: u64, extra: &[&str]) -> (u64, u64) {
+    let mut args: Vec<OsString> = ["redis-loadgen", "--port", &port.to_string()]
         .iter()
         .map(OsString::from)
         .collect();
@@ -202,5 +208,43 @@ fn transactions_allocate_nothing_per_command() {
     assert_eq!(
         allocs, 0,
         "allocations during 3,000 batches of transactions"
+    );
+}
+
+/// Over TLS, rustls 0.23 allocates once per record it encrypts and once per record it
+/// decrypts (a Vec per record: `take_received_plaintext` copies each decrypted record into
+/// one, in the unbuffered API too), so the floor is about two allocations per batch, whatever
+/// the batch holds: at pipeline 50 that is <= 0.04 per command. This pins that bound (a
+/// per-command allocation of ours anywhere would break it).
+#[test]
+fn set_get_over_tls_allocates_per_batch_not_per_command() {
+    let certs = Certs::make();
+    let server = TlsServer::start(&certs, "no", &[]);
+    let ca = certs.arg("ca.crt");
+    let batches = 2_000;
+    let (allocs, recorded) = steady_state_allocations_on(
+        server.port,
+        batches,
+        &[
+            "--host",
+            "localhost",
+            "--tls",
+            "--tls-ca-file",
+            &ca,
+            "--operations",
+            "SET,GET",
+            "--value-size-min",
+            "10",
+            "--value-size-max",
+            "100",
+            "--use-pipeline",
+            "--pipeline-size",
+            "50",
+        ],
+    );
+    assert!(recorded >= batches * 50, "recorded {recorded}");
+    assert!(
+        allocs <= 2 * batches,
+        "{allocs} allocations during {batches} TLS batches of 50 commands: more than 2 per batch"
     );
 }

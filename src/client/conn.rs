@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::client::encode;
 use crate::client::resp::{self, ProtocolError, Reply, ReplyKind};
+use crate::client::tls::DataStream;
 use crate::config::{Protocol, RedisConfig};
 use crate::error::ErrorClass;
 
@@ -246,24 +247,59 @@ impl<S: Read + Write> RespConnection<S> {
     }
 }
 
-/// Opens a TCP connection with the configured timeouts and TCP_NODELAY, then runs the handshake.
+/// Opens a TCP connection with the configured timeouts, TCP_NODELAY and keepalive, runs the
+/// TLS handshake if configured (bounded by the connect timeout), then the RESP handshake.
 pub fn connect(
     cfg: &RedisConfig,
     client_name: &str,
-) -> Result<RespConnection<TcpStream>, ConnectError> {
+) -> Result<RespConnection<DataStream>, ConnectError> {
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
     for addr in (cfg.host.as_str(), cfg.port).to_socket_addrs()? {
         match TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
-                stream.set_read_timeout(Some(cfg.socket_timeout))?;
-                stream.set_write_timeout(Some(cfg.socket_timeout))?;
+                if let Some(idle) = cfg.tcp_keepalive {
+                    let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+                    socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
+                }
+                let stream = match &cfg.tls {
+                    Some(tls) => {
+                        // A plain server never answers a ClientHello: the connect timeout,
+                        // not the (longer) socket timeout, bounds the handshake.
+                        stream.set_read_timeout(Some(cfg.connect_timeout))?;
+                        stream.set_write_timeout(Some(cfg.connect_timeout))?;
+                        DataStream::tls(tls, &cfg.host, stream)?
+                    }
+                    None => DataStream::Plain(stream),
+                };
+                stream.tcp().set_read_timeout(Some(cfg.socket_timeout))?;
+                stream.tcp().set_write_timeout(Some(cfg.socket_timeout))?;
                 let mut conn = RespConnection::new(stream);
-                conn.handshake(cfg, client_name)?;
+                conn.handshake(cfg, client_name)
+                    .map_err(|e| plain_on_tls_hint(cfg, e))?;
                 return Ok(conn);
             }
             Err(e) => last_error = e,
         }
     }
     Err(last_error.into())
+}
+
+/// A TLS port closes a plain connection at once: say so instead of a bare "closed".
+fn plain_on_tls_hint(cfg: &RedisConfig, e: ConnectError) -> ConnectError {
+    let closed = match &e {
+        ConnectError::Conn(ConnError::Closed) => true,
+        ConnectError::Conn(ConnError::Io(io)) | ConnectError::Io(io) => matches!(
+            io.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    };
+    if closed && cfg.tls.is_none() {
+        return ConnectError::Io(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the server closed the connection during the handshake (a TLS port? try --tls)",
+        ));
+    }
+    e
 }

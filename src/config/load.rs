@@ -27,8 +27,8 @@ use super::parse::{
 };
 use super::profile::{self, Profile};
 use super::{
-    CommandTemplate, IdentityConfig, OutputConfig, Protocol, RedisConfig, RunnerConfig, Secret,
-    Source, TestConfig, ValueSize, WorkloadConfig, WorkloadKind,
+    CommandTemplate, IdentityConfig, OutputConfig, Protocol, RedisConfig, RetryPolicy,
+    RunnerConfig, Secret, Source, TestConfig, ValueSize, WorkloadConfig, WorkloadKind,
 };
 use crate::command::Command;
 
@@ -641,7 +641,11 @@ fn secs_text(d: &Duration) -> String {
 
 fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigError> {
     let mut r = Resolved::default();
-    let redis = RedisConfig {
+    let with_url = apply_url(m)?;
+    let m = &with_url;
+    r.opt(m, "redis.url", parse_string, String::clone)?;
+    let client_name = r.opt(m, "redis.client_name", parse_client_name, String::clone)?;
+    let mut redis = RedisConfig {
         host: r.req(m, "redis.host", parse_host, String::clone)?,
         port: r.req(
             m,
@@ -669,8 +673,23 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
             }
             .to_string()
         })?,
+        // Filled in below, once the instance id is known.
+        client_name: String::new(),
+        tcp_keepalive: Some(r.req(m, "redis.tcp_keepalive", parse_duration_or_zero, secs_text)?)
+            .filter(|d| !d.is_zero()),
+        tls: resolve_tls(m, &mut r)?,
         socket_timeout: r.req(m, "redis.socket_timeout", parse_duration, secs_text)?,
         connect_timeout: r.req(m, "redis.connect_timeout", parse_duration, secs_text)?,
+        retry: RetryPolicy {
+            backoff_base: r.req(m, "redis.retry_backoff_base", parse_duration, secs_text)?,
+            backoff_cap: r.req(m, "redis.retry_backoff_cap", parse_duration, secs_text)?,
+            attempts: r.req(
+                m,
+                "redis.retry_attempts",
+                |x| parse_uint(x, 0u32, u32::MAX),
+                u32::to_string,
+            )?,
+        },
     };
 
     let test = TestConfig {
@@ -826,6 +845,11 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
         run_id: run_id.unwrap_or_else(|| r.generated("identity.run_id", generated_run_id())),
         version: r.req(m, "identity.version", parse_string, String::clone)?,
     };
+    redis.client_name = client_name.unwrap_or_else(|| {
+        let name = format!("redis-loadgen-{}", identity.instance_id)
+            .replace(|c: char| c.is_whitespace(), "_");
+        r.generated("redis.client_name", name)
+    });
 
     debug_assert!(FIELDS.iter().all(|f| r.0.contains_key(f.key)));
     Ok(RunnerConfig {
@@ -1199,6 +1223,162 @@ pub fn save_config(cfg: &RunnerConfig, path: &Path) -> Result<(), ConfigError> {
         path: path.display().to_string(),
         error,
     })
+}
+
+/// A CLIENT SETNAME name: no spaces (the server refuses them).
+fn parse_client_name(raw: &Raw) -> Result<String, ConfigError> {
+    let name = parse_string(raw)?;
+    if name.chars().any(char::is_whitespace) {
+        return Err(raw.invalid("must not contain spaces (CLIENT SETNAME refuses them)"));
+    }
+    Ok(name)
+}
+
+/// The parts of a `redis[s]://[user[:password]@]host[:port][/db]` URL as field texts.
+fn url_parts(raw: &Raw) -> Result<Vec<(&'static str, String)>, ConfigError> {
+    const FORM: &str = "must be redis[s]://[user[:password]@]host[:port][/db]";
+    let text = raw.text.trim();
+    let (tls, rest) = if let Some(rest) = text.strip_prefix("rediss://") {
+        (true, rest)
+    } else if let Some(rest) = text.strip_prefix("redis://") {
+        (false, rest)
+    } else {
+        return Err(raw.invalid(FORM));
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut parts = vec![("redis.tls", tls.to_string())];
+    let host_port = match authority.rsplit_once('@') {
+        Some((userinfo, host_port)) => {
+            let (user, password) = match userinfo.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => (userinfo, None),
+            };
+            let decode = |s: &str| percent_decode(s).ok_or_else(|| raw.invalid(FORM));
+            if !user.is_empty() {
+                parts.push(("redis.username", decode(user)?));
+            }
+            if let Some(p) = password.filter(|p| !p.is_empty()) {
+                parts.push(("redis.password", decode(p)?));
+            }
+            host_port
+        }
+        None => authority,
+    };
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or_else(|| raw.invalid(FORM))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(raw.invalid(format!("{FORM}: the host is missing")));
+    }
+    parts.push(("redis.host", host.to_string()));
+    if let Some(port) = port {
+        parts.push(("redis.port", port.to_string()));
+    }
+    if !path.is_empty() {
+        if !path.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(raw.invalid(format!("{FORM}: the path is the db number")));
+        }
+        parts.push(("redis.db", path.to_string()));
+    }
+    Ok(parts)
+}
+
+/// `%XX` escapes in a URL's user or password.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Expands `redis.url` into its parts. A part replaces the field's value when that value comes
+/// from the URL's own layer or a lower one; a field set at a higher-precedence layer wins
+/// (`--url redis://a:1 --port 2` connects to a:2). The parts carry the URL's source.
+fn apply_url(m: &Merged) -> Result<Merged, ConfigError> {
+    let mut out = Merged(m.0.clone());
+    let Some(raw) = m.get("redis.url") else {
+        return Ok(out);
+    };
+    for (key, text) in url_parts(&raw)? {
+        let spec = fields::spec(key);
+        let wins = m.0.get(spec.key).is_none_or(|(_, s)| *s <= raw.source);
+        if wins {
+            out.0.insert(spec.key, (text, raw.source));
+        }
+    }
+    Ok(out)
+}
+
+/// The TLS fields: checked together, PEM files read and parsed now (before connecting).
+fn resolve_tls(
+    m: &Merged,
+    r: &mut Resolved,
+) -> Result<Option<crate::client::TlsConfig>, ConfigError> {
+    use crate::client::tls::{TlsConfig, TlsFile};
+    let path = |x: &Raw| parse_string(x).map(PathBuf::from);
+    let path_text = |p: &PathBuf| p.display().to_string();
+    let enabled = r.req(m, "redis.tls", parse_bool, bool::to_string)?;
+    let ca = r.opt(m, "redis.tls_ca_file", path, path_text)?;
+    let cert = r.opt(m, "redis.tls_cert_file", path, path_text)?;
+    let key = r.opt(m, "redis.tls_key_file", path, path_text)?;
+    let check_hostname = r.req(m, "redis.tls_check_hostname", parse_bool, bool::to_string)?;
+    let insecure = r.req(m, "redis.tls_insecure", parse_bool, bool::to_string)?;
+    let cert_reqs_none = r.req(
+        m,
+        "redis.tls_cert_reqs",
+        |x| match x.text.trim().to_ascii_lowercase().as_str() {
+            "required" => Ok(false),
+            "none" => Ok(true),
+            _ => Err(x.invalid("must be required or none")),
+        },
+        |none| if *none { "none" } else { "required" }.to_string(),
+    )?;
+    match (m.get("redis.tls_cert_file"), m.get("redis.tls_key_file")) {
+        (Some(c), None) => {
+            return Err(ConfigError::Conflict(format!(
+                "{} needs redis.tls_key_file (--tls-key-file / REDIS_SSL_KEYFILE) too",
+                c.describe()
+            )));
+        }
+        (None, Some(k)) => {
+            return Err(ConfigError::Conflict(format!(
+                "{} needs redis.tls_cert_file (--tls-cert-file / REDIS_SSL_CERTFILE) too",
+                k.describe()
+            )));
+        }
+        _ => {}
+    }
+    if !enabled {
+        return Ok(None);
+    }
+    let insecure = insecure || cert_reqs_none;
+    TlsConfig::load(ca, cert, key, check_hostname, insecure)
+        .map(Some)
+        .map_err(|e| {
+            let key = match e.file {
+                Some(TlsFile::Ca) => "redis.tls_ca_file",
+                Some(TlsFile::Cert) => "redis.tls_cert_file",
+                Some(TlsFile::Key) => "redis.tls_key_file",
+                None => "redis.tls",
+            };
+            m.req(key).invalid(e.message)
+        })
 }
 
 #[cfg(test)]

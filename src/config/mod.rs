@@ -97,9 +97,39 @@ pub struct RedisConfig {
     pub password: Option<Secret>,
     pub db: u32,
     pub protocol: Protocol,
+    /// CLIENT SETNAME of connections (workers append `-w<n>`).
+    pub client_name: String,
+    /// TCP keepalive idle time; `None`: off.
+    pub tcp_keepalive: Option<Duration>,
+    /// `None`: plain TCP.
+    pub tls: Option<crate::client::TlsConfig>,
     /// Read/write timeout on every socket.
     pub socket_timeout: Duration,
     pub connect_timeout: Duration,
+    /// How workers reconnect after losing their connection.
+    pub retry: RetryPolicy,
+}
+
+/// Reconnect backoff with full jitter: before reconnect attempt n (from 0) a worker waits a
+/// random time in `[0, min(backoff_cap, backoff_base * 2^n)]` (see `client::backoff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Failed attempts in a row after which a worker gives up for the rest of the run;
+    /// 0 = never.
+    pub attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    /// The built-in defaults of the `redis.retry_*` fields.
+    fn default() -> Self {
+        RetryPolicy {
+            backoff_base: Duration::from_millis(10),
+            backoff_cap: Duration::from_secs(1),
+            attempts: 0,
+        }
+    }
 }
 
 /// How much load, for how long.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use hdrhistogram::Histogram;
 
 use crate::error::ErrorClass;
+use crate::metrics::outage::{EDGE_CAPACITY, HealthEdge};
 
 /// Index of an operation in the run's operation table (see [`OpTable`]).
 pub type OpId = usize;
@@ -113,6 +114,68 @@ impl CommandStats {
     }
 }
 
+/// Connection events: recorded on connect attempts and drops only, never per command.
+#[derive(Debug, Clone)]
+pub struct ConnStats {
+    /// Connection attempts (the first connect and every reconnect attempt).
+    pub initiated: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Working connections lost.
+    pub drops: u64,
+    /// Workers that gave up reconnecting (`--retry-attempts`) and stopped sending.
+    pub gave_up: u64,
+    /// How long a worker's connection was down: from the drop to the next successful connect.
+    pub reconnection: Histogram<u64>,
+}
+
+impl ConnStats {
+    fn new() -> Self {
+        ConnStats {
+            initiated: 0,
+            succeeded: 0,
+            failed: 0,
+            drops: 0,
+            gave_up: 0,
+            reconnection: new_histogram(),
+        }
+    }
+
+    /// A connect attempt ended; `down_ns` is set for a successful reconnect after a drop.
+    pub fn attempt(&mut self, ok: bool, down_ns: Option<u64>) {
+        self.initiated += 1;
+        if ok {
+            self.succeeded += 1;
+        } else {
+            self.failed += 1;
+        }
+        if let Some(ns) = down_ns {
+            // Clamped into range: a connection down for over an hour is still one reconnect.
+            let _ = self.reconnection.record(ns.clamp(1, HISTOGRAM_MAX_NS));
+        }
+    }
+
+    fn add(&mut self, other: &ConnStats) {
+        self.initiated += other.initiated;
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.drops += other.drops;
+        self.gave_up += other.gave_up;
+        self.reconnection
+            .add(&other.reconnection)
+            .expect("histograms share bounds");
+    }
+
+    fn reset(&mut self) {
+        self.initiated = 0;
+        self.succeeded = 0;
+        self.failed = 0;
+        self.drops = 0;
+        self.gave_up = 0;
+        self.reconnection.reset();
+    }
+}
+
 /// Everything recorded over one interval, by one worker or merged.
 #[derive(Debug, Clone)]
 pub struct IntervalData {
@@ -140,6 +203,13 @@ pub struct IntervalData {
     /// older one; merging keeps the larger value (across workers, and over intervals in the
     /// run's totals: the run's maximum).
     pub gauges: [Option<u64>; MAX_GAUGES],
+    /// Connection attempts, drops and reconnection times.
+    pub conn: ConnStats,
+    /// Workers' health edges for outage detection (see `metrics::outage`); the reporter
+    /// drains them after each gathering.
+    pub edges: Vec<HealthEdge>,
+    /// Episodes merged because a worker's edge buffer was full.
+    pub edge_overflow: u64,
 }
 
 impl IntervalData {
@@ -163,6 +233,9 @@ impl IntervalData {
             units: 0,
             connect_failures: 0,
             gauges: [None; MAX_GAUGES],
+            conn: ConnStats::new(),
+            edges: Vec::with_capacity(EDGE_CAPACITY),
+            edge_overflow: 0,
         }
     }
 
@@ -240,6 +313,11 @@ impl IntervalData {
                 (a, b) => a.or(b),
             };
         }
+        self.conn.add(&other.conn);
+        // Only when a worker's health changed (rare): may grow a merged buffer, never a
+        // worker's own.
+        self.edges.extend_from_slice(&other.edges);
+        self.edge_overflow += other.edge_overflow;
     }
 
     pub fn reset(&mut self) {
@@ -255,6 +333,9 @@ impl IntervalData {
         self.units = 0;
         self.connect_failures = 0;
         self.gauges = [None; MAX_GAUGES];
+        self.conn.reset();
+        self.edges.clear();
+        self.edge_overflow = 0;
     }
 
     /// Each operation's name and stats.

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::ErrorClass;
+use crate::metrics::outage::{EdgeKind, HealthEdge, push_edge};
 use crate::metrics::{IntervalData, OpId, OpTable};
 
 /// One worker's published data, waiting for the reporter.
@@ -73,6 +74,9 @@ impl MetricsHub {
             seen_epoch: self.epoch.load(Ordering::Acquire),
             hub: Arc::clone(self),
             index,
+            failing: false,
+            episode_failed: 0,
+            down_since: None,
         }
     }
 
@@ -105,6 +109,13 @@ pub struct ShardWriter {
     index: usize,
     local: IntervalData,
     seen_epoch: u64,
+    /// In an outage episode (see `metrics::outage`): an outage-class failure since the last
+    /// success.
+    failing: bool,
+    /// Outage-class failures in the current episode.
+    episode_failed: u64,
+    /// When the worker's working connection was lost; cleared by the next connect.
+    down_since: Option<Instant>,
 }
 
 impl ShardWriter {
@@ -121,6 +132,81 @@ impl ShardWriter {
     #[inline]
     pub fn record_error(&mut self, op: OpId, class: ErrorClass) {
         self.local.record_error(op, class);
+    }
+
+    /// `n` commands sent at `sent` failed with an outage class (connection error, timeout,
+    /// cluster error). The first one after a success opens an episode, published at once.
+    #[cold]
+    pub fn outage_failures(&mut self, sent: Instant, n: u64) {
+        if !self.failing {
+            self.failing = true;
+            self.push_edge(EdgeKind::Failing, sent, 0);
+            self.publish_now();
+        }
+        self.episode_failed += n;
+    }
+
+    /// A command succeeded (its reply arrived at `at`): ends an episode if one is open. One
+    /// branch when healthy.
+    #[inline]
+    pub fn command_succeeded(&mut self, at: Instant) {
+        if self.failing {
+            self.recovered(at);
+        }
+    }
+
+    #[cold]
+    fn recovered(&mut self, at: Instant) {
+        self.failing = false;
+        let failed = std::mem::take(&mut self.episode_failed);
+        self.push_edge(EdgeKind::Recovered, at, failed);
+        self.publish_now();
+    }
+
+    fn push_edge(&mut self, kind: EdgeKind, at: Instant, failed: u64) {
+        let data = &mut self.local;
+        let edge = HealthEdge {
+            worker: self.index as u32,
+            kind,
+            at,
+            failed,
+        };
+        // A merged-away Recovered edge's count belongs to the episode that continues.
+        self.episode_failed += push_edge(&mut data.edges, &mut data.edge_overflow, edge);
+    }
+
+    /// The working connection was lost at `at`.
+    #[cold]
+    pub fn connection_dropped(&mut self, at: Instant) {
+        self.local.conn.drops += 1;
+        self.down_since.get_or_insert(at);
+    }
+
+    /// A connect attempt ended at `at`; a success after a drop records how long the
+    /// connection was down.
+    #[cold]
+    pub fn connect_attempt(&mut self, ok: bool, at: Instant) {
+        let down = if ok { self.down_since.take() } else { None };
+        let down_ns = down.map(|d| at.saturating_duration_since(d).as_nanos() as u64);
+        self.local.conn.attempt(ok, down_ns);
+        if ok {
+            self.local.reconnects += down.is_some() as u64;
+        } else {
+            self.local.connect_failures += 1;
+        }
+    }
+
+    /// The worker gave up reconnecting for the rest of the run.
+    #[cold]
+    pub fn gave_up(&mut self) {
+        self.local.conn.gave_up += 1;
+        self.publish_now();
+    }
+
+    /// Hands the local data to the shard now, without waiting for the reporter's ask (used
+    /// on rare edges so the reporter sees them at its next gathering).
+    fn publish_now(&mut self) {
+        self.publish(self.seen_epoch);
     }
 
     /// Publishes if the reporter has asked since the last time (one atomic load otherwise).
@@ -145,6 +231,10 @@ impl ShardWriter {
 
     /// Publishes what is left; the reporter stops waiting for this worker.
     pub fn finish(&mut self) {
+        if self.failing {
+            let failed = std::mem::take(&mut self.episode_failed);
+            self.push_edge(EdgeKind::Unresolved, Instant::now(), failed);
+        }
         let epoch = self.hub.epoch.load(Ordering::Acquire);
         self.publish(epoch);
         self.hub.shards[self.index]

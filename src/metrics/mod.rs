@@ -8,8 +8,9 @@
 
 pub mod data;
 pub mod hub;
+pub mod outage;
 pub mod summary;
 
-pub use data::{CommandStats, IntervalData, OpId, OpTable, new_histogram};
+pub use data::{CommandStats, ConnStats, IntervalData, OpId, OpTable, new_histogram};
 pub use hub::{MetricsHub, ShardWriter};
 pub use summary::LatencySummary;

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::RunnerConfig;
 use crate::metrics::LatencySummary;
+use crate::metrics::outage::LiveEvent;
 use crate::output::report::{IntervalReport, RunReport};
 
 /// Prints the run's progress unless `--quiet`.
@@ -117,6 +118,26 @@ impl Console {
         }
     }
 
+    /// Prints an outage's start or end as the reporter learns of it (rare; never per command).
+    pub fn outage(&self, event: &LiveEvent) {
+        if self.quiet {
+            return;
+        }
+        let line = match *event {
+            LiveEvent::Started { at_s } => format!(
+                "OUTAGE started at {at_s:.1}s: commands fail with connection errors or timeouts"
+            ),
+            LiveEvent::Ended { start_s, end_s } => format!(
+                "OUTAGE ended at {end_s:.1}s after {:.2}s (started at {start_s:.1}s)",
+                end_s - start_s
+            ),
+        };
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => println!("{line}"),
+        }
+    }
+
     /// Prints the final table and totals.
     pub fn summary(&self, report: &RunReport) {
         if let Some(bar) = &self.bar {
@@ -144,8 +165,39 @@ impl Console {
                 fmt_ms(rate.schedule_lag_ms.max)
             );
         }
-        if report.connections.reconnects > 0 {
-            println!("reconnects {}", report.connections.reconnects);
+        let c = &report.connections;
+        if c.reconnects > 0 || c.drops > 0 || c.failed > 0 {
+            println!(
+                "connections: drops {}  reconnects {}  failed attempts {}  reconnection avg {} ms  p99 {} ms  max {} ms{}",
+                c.drops,
+                c.reconnection_count,
+                c.failed,
+                fmt_ms(c.avg_reconnection_duration_ms),
+                fmt_ms(c.reconnection_duration_ms.p99),
+                fmt_ms(c.reconnection_duration_ms.max),
+                if c.gave_up > 0 {
+                    format!("  workers gave up {}", c.gave_up)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        for o in &report.outages {
+            println!(
+                "outage {:.1}s..{:.1}s ({:.2}s{}): {} failed commands, {} workers, first success after {}",
+                o.start_s,
+                o.end_s,
+                o.duration_s,
+                if o.open_at_end {
+                    ", still open at the end"
+                } else {
+                    ""
+                },
+                fmt_count(o.failed_commands as f64),
+                o.workers,
+                o.time_to_first_success_s
+                    .map_or("-".to_string(), |t| format!("{t:.2}s"))
+            );
         }
         for (name, op) in &report.operations {
             let looked_up = op.hits + op.misses;

@@ -13,7 +13,8 @@ use crate::config::RunnerConfig;
 use crate::control::{CpuTimes, ServerInfo};
 use crate::error::ErrorClass;
 use crate::metrics::data::MAX_GAUGES;
-use crate::metrics::{CommandStats, IntervalData, LatencySummary};
+use crate::metrics::outage::OutageWindow;
+use crate::metrics::{CommandStats, ConnStats, IntervalData, LatencySummary};
 
 /// Why the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -144,6 +145,65 @@ pub struct ConnectionsReport {
     pub workers: usize,
     pub reconnects: u64,
     pub connect_failures: u64,
+    /// Connection attempts (first connects and reconnect attempts of the measured run's
+    /// workers), and how they ended.
+    pub initiated: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Working connections lost.
+    pub drops: u64,
+    /// Workers that gave up reconnecting (`--retry-attempts`) and sent nothing more.
+    pub gave_up: u64,
+    /// Reconnections after a drop, and how long the connection was down (drop to next
+    /// successful connect).
+    pub reconnection_count: u64,
+    pub avg_reconnection_duration_ms: f64,
+    pub reconnection_duration_ms: LatencySummary,
+}
+
+impl ConnectionsReport {
+    fn new(workers: usize, totals: &IntervalData) -> Self {
+        let c: &ConnStats = &totals.conn;
+        let count = c.reconnection.len();
+        ConnectionsReport {
+            workers,
+            reconnects: totals.reconnects,
+            connect_failures: totals.connect_failures,
+            initiated: c.initiated,
+            succeeded: c.succeeded,
+            failed: c.failed,
+            drops: c.drops,
+            gave_up: c.gave_up,
+            reconnection_count: count,
+            avg_reconnection_duration_ms: if count > 0 {
+                c.reconnection.mean() / 1e6
+            } else {
+                0.0
+            },
+            reconnection_duration_ms: LatencySummary::from_histogram(&c.reconnection, 0),
+        }
+    }
+}
+
+/// A window in which commands failed with `connection_error`, `timeout` or `cluster_error`,
+/// merged across workers (see `metrics::outage`).
+#[derive(Debug, Clone, Serialize)]
+pub struct OutageReport {
+    /// Seconds since the run's start, and as RFC 3339.
+    pub start_s: f64,
+    pub start: String,
+    pub end_s: f64,
+    pub end: String,
+    pub duration_s: f64,
+    /// Commands that failed with those classes in the window.
+    pub failed_commands: u64,
+    /// From the start to the first successful command of a worker that was failing; null if
+    /// none succeeded before the run ended.
+    pub time_to_first_success_s: Option<f64>,
+    /// Workers that saw failures in the window.
+    pub workers: usize,
+    /// The run ended during the outage (`end` is the run's end).
+    pub open_at_end: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -191,6 +251,11 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<RateReport>,
     pub connections: ConnectionsReport,
+    /// Reconnections after a drop and their mean duration (also in `connections`).
+    pub reconnection_count: u64,
+    pub avg_reconnection_duration_ms: f64,
+    /// Outage windows, in time order.
+    pub outages: Vec<OutageReport>,
     /// Workload-specific checks made after the run (e.g. increment_check's counter audit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checks: Option<serde_json::Value>,
@@ -251,6 +316,7 @@ pub struct ReportBuilder {
     gauge_names: &'static [&'static str],
     /// Each gauge's latest sample so far.
     gauge_last: [Option<u64>; MAX_GAUGES],
+    outages: Vec<OutageWindow>,
 }
 
 /// The sampled gauges of `values`, by name.
@@ -294,7 +360,13 @@ impl ReportBuilder {
             warmup: None,
             gauge_names: crate::workload::gauge_names(cfg),
             gauge_last: [None; MAX_GAUGES],
+            outages: Vec::new(),
         }
+    }
+
+    /// The run's outage windows (times relative to the run's start).
+    pub fn set_outages(&mut self, outages: Vec<OutageWindow>) {
+        self.outages = outages;
     }
 
     /// Records the traffic before the measured run.
@@ -367,6 +439,23 @@ impl ReportBuilder {
                 .unwrap_or_default(),
         });
         let (app_name, instance_id, run_id, version) = self.cfg_identity;
+        let connections = ConnectionsReport::new(self.workers, totals);
+        let run_start = self.run_start;
+        let outages = self
+            .outages
+            .iter()
+            .map(|w| OutageReport {
+                start_s: w.start.as_secs_f64(),
+                start: rfc3339(run_start + w.start),
+                end_s: w.end.as_secs_f64(),
+                end: rfc3339(run_start + w.end),
+                duration_s: (w.end - w.start).as_secs_f64(),
+                failed_commands: w.failed_commands,
+                time_to_first_success_s: w.time_to_first_success.map(|d| d.as_secs_f64()),
+                workers: w.workers,
+                open_at_end: w.open_at_end,
+            })
+            .collect();
         RunReport {
             app_name,
             instance_id,
@@ -416,11 +505,10 @@ impl ReportBuilder {
                 .collect(),
             rate,
             checks: None,
-            connections: ConnectionsReport {
-                workers: self.workers,
-                reconnects: totals.reconnects,
-                connect_failures: totals.connect_failures,
-            },
+            reconnection_count: connections.reconnection_count,
+            avg_reconnection_duration_ms: connections.avg_reconnection_duration_ms,
+            outages,
+            connections,
             client_cpu: CpuReport {
                 user_s: cpu.user_s,
                 sys_s: cpu.sys_s,

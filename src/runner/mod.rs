@@ -17,6 +17,7 @@ use crate::config::RunnerConfig;
 use crate::control;
 use crate::error::{AppError, ExitCode};
 use crate::metrics::MetricsHub;
+use crate::metrics::outage::OutageTracker;
 use crate::output::console::Console;
 use crate::output::json;
 use crate::output::report::{EndReason, PhaseReport, ReportBuilder, RunReport};
@@ -143,6 +144,8 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     let mut builder = ReportBuilder::new(&cfg, &server, run_start, hub.new_data(), workers);
     builder.set_phases(setup, warmup_report);
     let mut interval_data = hub.new_data();
+    let mut outages = OutageTracker::new(started, workers);
+    let mut outage_events = Vec::new();
     let interval = cfg.output.metrics_interval;
     let mut next_report = started + interval;
     // Data is gathered at least every second, even with a longer display interval, so that a
@@ -162,6 +165,10 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
         }
         if now >= next_gather {
             hub.collect(&mut interval_data, COLLECT_WAIT);
+            outages.feed(&mut interval_data.edges, &mut outage_events);
+            for event in outage_events.drain(..) {
+                console.outage(&event);
+            }
             if now >= next_report {
                 let report = builder.add_interval(&interval_data, now - last_report, now - started);
                 console.interval(&report, now - started);
@@ -196,6 +203,11 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
             Duration::ZERO
         },
     );
+    outages.feed(&mut interval_data.edges, &mut outage_events);
+    for event in outage_events.drain(..) {
+        console.outage(&event);
+    }
+    builder.set_outages(outages.windows(stop_at));
     if interval_data.total() > 0 || builder.interval_count() == 0 {
         let report = builder.add_interval(&interval_data, end - last_report, end - started);
         console.interval(&report, end - started);

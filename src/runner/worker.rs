@@ -4,15 +4,16 @@
 //! loop) and the batch size says how many commands it holds (1 = no pipeline). Per command
 //! there is no allocation, lock, formatting or channel send.
 
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_core::SeedableRng;
 
-use crate::client::{ConnectError, RespConnection, connect};
+use crate::client::backoff::Backoff;
+use crate::client::{ConnectError, DataStream, RespConnection, connect};
 use crate::config::RunnerConfig;
 use crate::error::ErrorClass;
+use crate::metrics::outage::is_outage_class;
 use crate::metrics::{MetricsHub, OpId, ShardWriter};
 use crate::runner::schedule::Schedule;
 use crate::shutdown::Shutdown;
@@ -22,8 +23,6 @@ use crate::workload::{
 
 /// Longest sleep between looks at the stop flag and the metrics epoch.
 const MAX_NAP: Duration = Duration::from_millis(10);
-const FIRST_BACKOFF: Duration = Duration::from_millis(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Ceiling for the pause after a batch in which every command got an error reply.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -31,7 +30,7 @@ const MAX_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 pub struct Worker {
     index: usize,
     cfg: Arc<RunnerConfig>,
-    conn: Option<RespConnection<TcpStream>>,
+    conn: Option<RespConnection<DataStream>>,
     client_name: String,
     workload: Box<dyn Workload>,
     /// How many workers share `--target-ops-per-second`.
@@ -47,6 +46,8 @@ pub struct Worker {
     stop: Shutdown,
     deadline: Option<Instant>,
     failed_batches_in_a_row: u32,
+    /// Reconnect backoff (`--retry-backoff-base/-cap`, `--retry-attempts`).
+    backoff: Backoff,
 }
 
 /// The seed of worker `index`: reproducible from `--seed`, otherwise from the clock.
@@ -70,11 +71,7 @@ impl Worker {
         hub: &Arc<MetricsHub>,
         stop: Shutdown,
     ) -> Result<Worker, ConnectError> {
-        let client_name = format!(
-            "{}-{}-w{}",
-            cfg.identity.app_name, cfg.identity.instance_id, index
-        )
-        .replace(|c: char| c.is_whitespace(), "_");
+        let client_name = format!("{}-w{}", cfg.redis.client_name, index);
         let mut rng = WorkerRng::seed_from_u64(worker_seed(cfg.test.seed, index));
         let (workload, own, conn) = match workload::build(&cfg, plan, index, &mut rng) {
             WorkerTask::Requests(w) => (w, None, Some(connect(&cfg.redis, &client_name)?)),
@@ -84,6 +81,8 @@ impl Worker {
             }
         };
         let batch_size = cfg.workload.batch_size();
+        let mut metrics = hub.writer(index);
+        metrics.connect_attempt(true, Instant::now());
         Ok(Worker {
             index,
             conn,
@@ -92,13 +91,14 @@ impl Worker {
             paced_workers: plan.paced_workers,
             own,
             rng,
-            metrics: hub.writer(index),
+            metrics,
             schedule: Schedule::ClosedLoop,
             batch_size,
             sent: Vec::with_capacity(batch_size * 4),
             stop,
             deadline: None,
             failed_batches_in_a_row: 0,
+            backoff: Backoff::new(cfg.redis.retry),
             cfg,
         })
     }
@@ -187,7 +187,7 @@ impl Worker {
         };
         self.metrics.data().units += self.batch_size as u64;
         if let Err(e) = conn.flush() {
-            self.fail_batch_from(0, e.class());
+            self.fail_batch_from(0, e.class(), sent);
             return true;
         }
         let mut errors = 0;
@@ -207,24 +207,34 @@ impl Worker {
                     errors += rec.failed as usize;
                 }
                 Err(e) => {
-                    self.fail_batch_from(i, e.class());
+                    self.fail_batch_from(i, e.class(), sent);
                     return true;
                 }
             }
+        }
+        if errors < self.sent.len() {
+            // Ends an outage episode if one is open; a single branch otherwise.
+            self.metrics.command_succeeded(conn.reply_received_at());
         }
         self.after_batch(errors == self.sent.len());
         true
     }
 
     /// Counts every command of the batch from `first` on as failed with `class` (sent, reply
-    /// never read) and drops the connection: it is out of step with the server now.
+    /// never read) and drops the connection: it is out of step with the server now. `sent` is
+    /// when the batch was sent (the start of an outage episode, see `metrics::outage`).
     #[cold]
-    fn fail_batch_from(&mut self, first: usize, class: ErrorClass) {
+    fn fail_batch_from(&mut self, first: usize, class: ErrorClass, sent: Instant) {
         for &op in &self.sent[first..] {
             self.metrics.record_error(op, class);
         }
+        if is_outage_class(class) {
+            self.metrics
+                .outage_failures(sent, (self.sent.len() - first) as u64);
+        }
         self.workload.on_connection_lost(class, &mut self.metrics);
         if self.conn.take().is_some() {
+            self.metrics.connection_dropped(Instant::now());
             tracing::warn!(worker = self.index, error_type = %class, "connection lost; reconnecting");
         }
     }
@@ -243,25 +253,36 @@ impl Worker {
         self.nap_until(Instant::now() + pause);
     }
 
-    /// Reconnects with exponential backoff until it succeeds or the run stops.
+    /// Reconnects with jittered exponential backoff until it succeeds, the run stops, or
+    /// `--retry-attempts` failures in a row make the worker give up for the rest of the run.
     #[cold]
     fn reconnect(&mut self) -> bool {
-        let mut backoff = FIRST_BACKOFF;
         loop {
-            if !self.nap_until(Instant::now() + backoff) {
+            let delay = self.backoff.next_delay(&mut self.rng);
+            if !self.nap_until(Instant::now() + delay) {
                 return false;
             }
-            match connect(&self.cfg.redis, &self.client_name) {
+            let result = connect(&self.cfg.redis, &self.client_name);
+            self.metrics.connect_attempt(result.is_ok(), Instant::now());
+            match result {
                 Ok(conn) => {
                     self.conn = Some(conn);
-                    self.metrics.data().reconnects += 1;
+                    self.backoff.succeeded();
                     tracing::info!(worker = self.index, "reconnected");
                     return true;
                 }
                 Err(e) => {
-                    self.metrics.data().connect_failures += 1;
                     tracing::debug!(worker = self.index, error = %e, "reconnect failed");
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    if self.backoff.failed() {
+                        tracing::warn!(
+                            worker = self.index,
+                            attempts = self.backoff.failures(),
+                            error = %e,
+                            "giving up reconnecting (--retry-attempts); this worker sends nothing more"
+                        );
+                        self.metrics.gave_up();
+                        return false;
+                    }
                 }
             }
         }

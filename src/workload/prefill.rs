@@ -92,11 +92,7 @@ fn encode_fill(
 /// Fills every key of the range for each data type the mix uses.
 pub fn run(cfg: &RunnerConfig) -> Result<PrefillOutcome, ConnectError> {
     let started = Instant::now();
-    let name = format!(
-        "{}-{}-prefill",
-        cfg.identity.app_name, cfg.identity.instance_id
-    )
-    .replace(char::is_whitespace, "_");
+    let name = format!("{}-prefill", cfg.redis.client_name);
     let mut conn = connect(&cfg.redis, &name)?;
     let mut rng = WorkerRng::seed_from_u64(cfg.test.seed.unwrap_or(0) ^ 0x5eed);
     let values = ValueSource::new(&cfg.workload.value_size, &mut rng);

@@ -31,12 +31,12 @@
 //! Per message: no allocation, lock or formatting; the payload is parsed in place.
 
 use std::io;
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::client::backoff::{self, Backoff};
 use crate::client::resp::{self, Reply, ReplyKind};
-use crate::client::{ConnError, ConnectError, RespConnection, connect, encode};
+use crate::client::{ConnError, ConnectError, DataStream, RespConnection, connect, encode};
 use crate::config::{RedisConfig, RunnerConfig};
 use crate::error::ErrorClass;
 use crate::metrics::ShardWriter;
@@ -58,8 +58,6 @@ const FINALS_WAIT: Duration = Duration::from_secs(2);
 /// The end-of-run reading never takes longer than this (nor than the socket plus connect
 /// timeout, which bounds how long the runner waits for workers).
 pub const MAX_DRAIN: Duration = Duration::from_secs(3);
-const FIRST_BACKOFF: Duration = Duration::from_millis(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_NAP: Duration = Duration::from_millis(10);
 
 /// Patterns for `--psubscribe`: each channel with its last byte replaced by `?` (the rest
@@ -235,7 +233,7 @@ pub struct Subscriber {
     command: &'static str,
     /// Confirmations that mean every channel (pattern) is subscribed.
     confirmations: usize,
-    conn: Option<RespConnection<TcpStream>>,
+    conn: Option<RespConnection<DataStream>>,
     /// Per publisher.
     tracks: Vec<Track>,
     warned_foreign: bool,
@@ -273,7 +271,7 @@ impl Subscriber {
     }
 
     /// Connects and sends the (P)SUBSCRIBE; the confirmations are read by the caller.
-    fn open(&self, redis: &RedisConfig) -> Result<RespConnection<TcpStream>, ConnectError> {
+    fn open(&self, redis: &RedisConfig) -> Result<RespConnection<DataStream>, ConnectError> {
         let mut conn = connect(redis, &self.client_name)?;
         conn.request_buf().extend_from_slice(&self.subscribe);
         conn.flush()?;
@@ -332,7 +330,9 @@ impl Subscriber {
     #[cold]
     fn connection_lost(&mut self, metrics: &mut ShardWriter, class: ErrorClass, why: &str) {
         metrics.record_error(OP_RECEIVE, class);
-        self.conn = None;
+        if self.conn.take().is_some() {
+            metrics.connection_dropped(Instant::now());
+        }
         tracing::warn!(subscriber = self.index, error_type = %class, error = why,
             "subscriber connection lost; reconnecting");
     }
@@ -344,17 +344,17 @@ impl Subscriber {
         match self.open(&ctx.cfg.redis) {
             Ok(conn) => {
                 if let Err(e) = conn.stream().set_read_timeout(Some(POLL)) {
-                    ctx.metrics.data().connect_failures += 1;
+                    ctx.metrics.connect_attempt(false, Instant::now());
                     tracing::debug!(subscriber = self.index, error = %e, "reconnect failed");
                     return false;
                 }
                 self.conn = Some(conn);
-                ctx.metrics.data().reconnects += 1;
+                ctx.metrics.connect_attempt(true, Instant::now());
                 tracing::info!(subscriber = self.index, "reconnected and resubscribed");
                 true
             }
             Err(e) => {
-                ctx.metrics.data().connect_failures += 1;
+                ctx.metrics.connect_attempt(false, Instant::now());
                 tracing::debug!(subscriber = self.index, error = %e, "reconnect failed");
                 false
             }
@@ -502,21 +502,29 @@ impl OwnLoop for Subscriber {
     }
 
     fn run(&mut self, ctx: &mut LoopContext<'_>) {
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::new(ctx.cfg.redis.retry);
+        let mut rng = backoff::jitter_rng(ctx.index);
         loop {
             ctx.metrics.maybe_publish();
             if self.conn.is_none() {
-                if !nap(ctx, backoff) {
+                if !nap(ctx, backoff.next_delay(&mut rng)) {
                     break;
                 }
-                if !self.reconnect(ctx) {
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                if self.reconnect(ctx) {
+                    backoff.succeeded();
+                } else if backoff.failed() {
+                    tracing::warn!(
+                        subscriber = self.index,
+                        attempts = backoff.failures(),
+                        "giving up reconnecting (--retry-attempts); this subscriber reads nothing more"
+                    );
+                    ctx.metrics.gave_up();
+                    break;
                 }
                 continue;
             }
             match self.step(ctx.metrics) {
                 Step::Message => {
-                    backoff = FIRST_BACKOFF;
                     // No clock read per message: the read's own time tells the deadline.
                     let at = self.conn.as_ref().map(|c| c.reply_received_at());
                     if ctx.stop.is_stopping() || ctx.deadline.zip(at).is_some_and(|(d, at)| at >= d)

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -28,6 +30,8 @@ pub struct RedisServer {
     pub port: u16,
     child: Child,
     pub dir: tempfile::TempDir,
+    /// The extra arguments it was started with (for [`RedisServer::restart`]).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -55,7 +59,13 @@ impl RedisServer {
                 .spawn()
                 .expect("redis-server on PATH (scripts/test.sh installs it)");
             if wait_ready(&mut child, port, Duration::from_secs(5)) {
-                return RedisServer { port, child, dir };
+                let extra = extra.iter().map(|a| a.to_string()).collect();
+                return RedisServer {
+                    port,
+                    child,
+                    dir,
+                    extra,
+                };
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -67,6 +77,42 @@ impl RedisServer {
         self.child.id()
     }
 
+    /// Kills the server with SIGKILL, as a crash would: no shutdown, connections reset.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a fresh redis-server on the same port and directory, with the same arguments,
+    /// after [`RedisServer::kill9`]; waits until it answers PING. Its counters start from zero.
+    pub fn restart(&mut self) {
+        let port = self.port.to_string();
+        // The killed server's port may linger for a moment: retry briefly.
+        for _ in 0..20 {
+            let mut child = Command::new("redis-server")
+                .args(["--port", &port, "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(self.dir.path())
+                .arg("--logfile")
+                .arg(self.dir.path().join(format!("redis-{port}.log")))
+                .args(&self.extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server on PATH");
+            if wait_ready(&mut child, self.port, Duration::from_secs(5)) {
+                self.child = child;
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not restart on port {port}");
+    }
+
     /// Connection settings for the library's control plane.
     pub fn redis_config(&self) -> RedisConfig {
         RedisConfig {
@@ -76,8 +122,12 @@ impl RedisServer {
             password: None,
             db: 0,
             protocol: Protocol::Resp3,
+            client_name: "redis-loadgen-test".into(),
+            tcp_keepalive: None,
+            tls: None,
             socket_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            retry: Default::default(),
         }
     }
 

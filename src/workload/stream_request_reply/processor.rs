@@ -22,13 +22,13 @@
 //! must be copied out before any reply is read), then sent from it. Not here: the ingress side
 //! (see the parent module).
 
-use std::net::TcpStream;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use crate::client::backoff::{self, Backoff};
 use crate::client::encode;
 use crate::client::resp::ReplyKind;
-use crate::client::{ConnectError, RespConnection, connect};
+use crate::client::{ConnectError, DataStream, RespConnection, connect};
 use crate::config::{RedisConfig, RunnerConfig};
 use crate::error::ErrorClass;
 use crate::metrics::{OpId, ShardWriter};
@@ -45,9 +45,6 @@ const READ_BLOCK_MS: u64 = 100;
 /// How often each processor looks for entries to reclaim, and how many at most.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
 const CLAIM_COUNT: usize = 100;
-/// Reconnect backoff, as the request/reply workers do it.
-const FIRST_BACKOFF: Duration = Duration::from_millis(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Pause after a read that failed, so a server refusing everything is not spun on.
 const ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Longest sleep between looks at the metrics epoch.
@@ -279,7 +276,7 @@ pub struct Processor {
     min_idle_ms: u64,
     sample_every: Duration,
     client_name: String,
-    conn: Option<RespConnection<TcpStream>>,
+    conn: Option<RespConnection<DataStream>>,
     read_cmd: Vec<u8>,
     own_pending_cmd: Vec<u8>,
     claim_cmd: Vec<u8>,
@@ -354,6 +351,7 @@ impl Processor {
         }
         self.sent.clear();
         if self.conn.take().is_some() {
+            metrics.connection_dropped(Instant::now());
             tracing::warn!(processor = self.number, error_type = %class, "connection lost; reconnecting");
         }
     }
@@ -582,7 +580,9 @@ impl OwnLoop for Processor {
             limit: self.drain_limit,
             drain_until: None,
         };
-        let mut backoff = FIRST_BACKOFF;
+        // Reconnect backoff, as the request/reply workers do it.
+        let mut backoff = Backoff::new(self.redis.retry);
+        let mut rng = backoff::jitter_rng(self.number);
         let mut next_claim = Instant::now() + CLAIM_EVERY;
         let mut recover = false;
         loop {
@@ -593,19 +593,27 @@ impl OwnLoop for Processor {
             }
             let draining = end.drain_until.is_some();
             if self.conn.is_none() {
-                self.nap(metrics, backoff);
-                match connect(&self.redis, &self.client_name) {
+                self.nap(metrics, backoff.next_delay(&mut rng));
+                let result = connect(&self.redis, &self.client_name);
+                metrics.connect_attempt(result.is_ok(), Instant::now());
+                match result {
                     Ok(conn) => {
                         self.conn = Some(conn);
-                        metrics.data().reconnects += 1;
-                        backoff = FIRST_BACKOFF;
+                        backoff.succeeded();
                         recover = true;
                         tracing::info!(processor = self.number, "reconnected");
                     }
                     Err(e) => {
-                        metrics.data().connect_failures += 1;
                         tracing::debug!(processor = self.number, error = %e, "reconnect failed");
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        if backoff.failed() {
+                            tracing::warn!(
+                                processor = self.number,
+                                attempts = backoff.failures(),
+                                "giving up reconnecting (--retry-attempts); this processor stops"
+                            );
+                            metrics.gave_up();
+                            break;
+                        }
                     }
                 }
                 continue;
