@@ -4,12 +4,17 @@
 
 mod support;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use support::{RedisServer, loadgen, read_json};
 
+/// Pacing is timing: these tests take turns rather than compete for the two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 #[test]
 fn stall_shows_in_latency_from_intended_start() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let server = RedisServer::start();
     let work = tempfile::tempdir().unwrap();
     let mut child = loadgen(work.path())
@@ -57,6 +62,7 @@ fn stall_shows_in_latency_from_intended_start() {
 /// work (messages, requests), not every worker or every command.
 #[test]
 fn target_rate_paces_units_of_the_sending_workers() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let server = RedisServer::start();
     for (profile, extra, unit_op) in [
         (
