@@ -151,3 +151,79 @@ fn second_sigint_stops_waiting_and_still_writes_report() {
     assert_eq!(report["end_reason"], "aborted");
     assert!(report["successful_commands_count"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn acl_denials_are_classified_auth_errors_not_crashes() {
+    let server = RedisServer::start();
+    // A user that may read but not write (plus what the handshake and INFO need).
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "reader",
+        "on",
+        ">reader-pw",
+        "~*",
+        "+get",
+        "+hello",
+        "+client",
+        "+info",
+        "+ping",
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    let out = loadgen(work.path())
+        .args(["--port", &server.port.to_string(), "--username", "reader"])
+        .args(["--password", "reader-pw", "--duration", "1", "--quiet"])
+        .args([
+            "--clients",
+            "1",
+            "--threads-per-client",
+            "2",
+            "--output-file",
+            "r.json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "reads succeeded, so the run did"
+    );
+    let report = read_json(&work.path().join("r.json"));
+    let ops = &report["operations"];
+    assert!(ops["GET"]["success"].as_u64().unwrap() > 0);
+    let denied = ops["SET"]["errors"].as_u64().unwrap() + ops["DEL"]["errors"].as_u64().unwrap();
+    assert!(denied > 0);
+    assert_eq!(
+        report["errors_by_type"]["auth_error"].as_u64().unwrap(),
+        denied
+    );
+    assert_eq!(report["failed_commands_count"].as_u64().unwrap(), denied);
+}
+
+#[test]
+fn unresolvable_host_is_one_line_and_quick() {
+    let work = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = loadgen(work.path())
+        .args([
+            "--host",
+            "no-such-host.invalid",
+            "--connect-timeout",
+            "2",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("no-such-host.invalid"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
