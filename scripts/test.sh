@@ -9,14 +9,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 export DEBIAN_FRONTEND=noninteractive
 
-# Installs redis-server, redis-tools and openssl (the TLS tests make certificates with it)
+# Installs redis-server, redis-sentinel, redis-tools and openssl (the TLS tests make certificates with it)
 # with apt when one of them is not on PATH.
 ensure_redis() {
     if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 \
-        && command -v openssl >/dev/null 2>&1; then
+        && command -v openssl >/dev/null 2>&1 && command -v redis-sentinel >/dev/null 2>&1; then
         return 0
     fi
-    echo "== installing redis-server + redis-tools + openssl (apt)"
+    echo "== installing redis-server + redis-sentinel + redis-tools + openssl (apt)"
     if ! command -v apt-get >/dev/null 2>&1; then
         echo "error: redis-server is not installed and apt-get is unavailable;" >&2
         echo "       install Redis (redis-server, redis-tools) yourself and re-run." >&2
@@ -28,12 +28,12 @@ ensure_redis() {
         exit 1
     fi
     # Refresh the package lists only if the packages are not known yet.
-    if ! apt-cache show redis-server redis-tools openssl >/dev/null 2>&1; then
+    if ! apt-cache show redis-server redis-sentinel redis-tools openssl >/dev/null 2>&1; then
         apt-get update
     fi
-    if ! apt-get install -y --no-install-recommends redis-server redis-tools openssl; then
+    if ! apt-get install -y --no-install-recommends redis-server redis-sentinel redis-tools openssl; then
         apt-get update
-        apt-get install -y --no-install-recommends redis-server redis-tools openssl
+        apt-get install -y --no-install-recommends redis-server redis-sentinel redis-tools openssl
     fi
 }
 

@@ -90,10 +90,7 @@ fn test_connection(cfg: &RunnerConfig) -> ProcessExit {
             exit(ExitCode::Ok)
         }
         Err(e) => {
-            eprintln!(
-                "error: cannot connect to Redis at {}:{}: {e}",
-                r.host, r.port
-            );
+            eprintln!("error: cannot connect to Redis at {}: {e}", r.endpoint());
             exit(ExitCode::RunFailed)
         }
     }

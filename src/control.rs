@@ -23,12 +23,19 @@ fn tls_mismatch_hint(cfg: &RedisConfig, e: redis::RedisError) -> redis::RedisErr
         Some(_) if e.is_timeout() => {
             "no TLS handshake answer (is it a plain port? try without --tls)"
         }
-        None if e.is_connection_dropped() => {
+        // Refused means nothing listens there: no hint, the OS error says it.
+        None if e.is_connection_dropped() && !e.is_connection_refusal() => {
             "the server closed the connection (a TLS port? try --tls)"
         }
         _ => return e,
     };
     redis::RedisError::from((redis::ErrorKind::Io, hint, e.to_string()))
+}
+
+/// No address to connect to (Sentinel mode: no sentinel answered). Not an I/O kind, so the
+/// plain/TLS hint does not misread it.
+fn no_target(reason: String) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no master", reason))
 }
 
 fn open(cfg: &RedisConfig) -> redis::RedisResult<redis::Connection> {
@@ -49,11 +56,13 @@ fn open(cfg: &RedisConfig) -> redis::RedisResult<redis::Connection> {
     if let Some(idle) = cfg.tcp_keepalive {
         tcp = tcp.set_keepalive(socket2::TcpKeepalive::new().with_time(idle));
     }
+    // The same resolution as the data plane: in Sentinel mode, the current master.
+    let (host, port) = crate::client::target(cfg).map_err(|e| no_target(e.to_string()))?;
     let addr = match &cfg.tls {
-        None => ConnectionAddr::Tcp(cfg.host.clone(), cfg.port),
+        None => ConnectionAddr::Tcp(host, port),
         Some(tls) => ConnectionAddr::TcpTls {
-            host: cfg.host.clone(),
-            port: cfg.port,
+            host,
+            port,
             insecure: tls.insecure,
             tls_params: None,
         },
@@ -265,11 +274,15 @@ mod tests {
     #[test]
     fn cpu_times_grow() {
         let a = cpu_times();
+        // Busy for 50 ms of wall time: well above the kernel's CPU-time accounting tick.
+        let until = Instant::now() + Duration::from_millis(50);
         let mut x = 0u64;
-        for i in 0..50_000_000u64 {
-            x = x.wrapping_add(i * i);
+        while Instant::now() < until {
+            for i in 0..10_000u64 {
+                x = x.wrapping_add(i * i);
+            }
+            std::hint::black_box(x);
         }
-        std::hint::black_box(x);
         let b = cpu_times();
         assert!(b.user_s + b.sys_s > a.user_s + a.sys_s, "{a:?} -> {b:?}");
     }

@@ -21,12 +21,9 @@ pub enum ExitCode {
 pub enum AppError {
     #[error("{0}")]
     Config(#[from] ConfigError),
-    #[error("cannot connect to Redis at {host}:{port}: {reason}")]
-    Connect {
-        host: String,
-        port: u16,
-        reason: String,
-    },
+    /// `target` is `host:port`, or in Sentinel mode the master's name and the sentinels.
+    #[error("cannot connect to Redis at {target}: {reason}")]
+    Connect { target: String, reason: String },
     #[error("{0}")]
     Run(String),
     #[error("cannot write {path}: {source}")]

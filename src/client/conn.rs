@@ -253,8 +253,10 @@ pub fn connect(
     cfg: &RedisConfig,
     client_name: &str,
 ) -> Result<RespConnection<DataStream>, ConnectError> {
+    // Sentinel mode asks the sentinels on every (re)connect: the master may have moved.
+    let (host, port) = crate::client::sentinel::target(cfg)?;
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
-    for addr in (cfg.host.as_str(), cfg.port).to_socket_addrs()? {
+    for addr in (host.as_str(), port).to_socket_addrs()? {
         match TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
@@ -268,7 +270,7 @@ pub fn connect(
                         // not the (longer) socket timeout, bounds the handshake.
                         stream.set_read_timeout(Some(cfg.connect_timeout))?;
                         stream.set_write_timeout(Some(cfg.connect_timeout))?;
-                        DataStream::tls(tls, &cfg.host, stream)?
+                        DataStream::tls(tls, &host, stream)?
                     }
                     None => DataStream::Plain(stream),
                 };
@@ -277,6 +279,9 @@ pub fn connect(
                 let mut conn = RespConnection::new(stream);
                 conn.handshake(cfg, client_name)
                     .map_err(|e| plain_on_tls_hint(cfg, e))?;
+                if cfg.sentinel.is_some() {
+                    crate::client::sentinel::check_master(&mut conn)?;
+                }
                 return Ok(conn);
             }
             Err(e) => last_error = e,

@@ -10,8 +10,10 @@ pub mod backoff;
 pub mod conn;
 pub mod encode;
 pub mod resp;
+pub mod sentinel;
 pub mod tls;
 
 pub use conn::{ConnError, ConnectError, RespConnection, connect};
 pub use resp::{Reply, ReplyKind};
+pub use sentinel::target;
 pub use tls::{DataStream, TlsConfig};

@@ -258,6 +258,33 @@ pub static FIELDS: &[FieldSpec] = &[
         "Connect timeout, in seconds (or a duration like 500ms)",
     ),
     field(
+        "redis.sentinel_nodes",
+        "sentinel-nodes",
+        "REDIS_SENTINEL_NODES",
+        None,
+        Kind::List,
+        "Sentinel mode: comma-separated host:port of the sentinels, asked in order for the master's address (host/port are then ignored)",
+    ),
+    field(
+        "redis.sentinel_master",
+        "sentinel-master",
+        "REDIS_SENTINEL_MASTER",
+        Some("mymaster"),
+        Kind::Str,
+        "Sentinel mode: the monitored master's name",
+    ),
+    FieldSpec {
+        secret: true,
+        ..field(
+            "redis.sentinel_password",
+            "sentinel-password",
+            "REDIS_SENTINEL_PASSWORD",
+            None,
+            Kind::Str,
+            "Sentinel mode: password for AUTH on the sentinels; a secret, never printed or saved",
+        )
+    },
+    field(
         "redis.retry_backoff_base",
         "retry-backoff-base",
         "REDIS_RETRY_BACKOFF_BASE",

@@ -21,14 +21,15 @@ use super::fields::{self, FIELDS, FieldSpec, Kind, SECTIONS};
 use super::parse::{
     self, ConfigError, MAX_HASH_FIELDS, MAX_PIPELINE_SIZE, MAX_TRANSACTION_SIZE, MAX_VALUE_SIZE,
     MAX_WORKERS, Raw, parse_bool, parse_channels, parse_command_weights, parse_commands,
-    parse_duration, parse_duration_or_zero, parse_expiry_range, parse_host, parse_key_distribution,
-    parse_log_level, parse_operations, parse_positive_f64, parse_protocol, parse_string,
-    parse_uint, parse_value_sizes, parse_weights,
+    parse_duration, parse_duration_or_zero, parse_expiry_range, parse_host, parse_host_ports,
+    parse_key_distribution, parse_log_level, parse_operations, parse_positive_f64, parse_protocol,
+    parse_string, parse_uint, parse_value_sizes, parse_weights,
 };
 use super::profile::{self, Profile};
 use super::{
     CommandTemplate, IdentityConfig, OutputConfig, Protocol, RedisConfig, RetryPolicy,
-    RunnerConfig, Secret, Source, TestConfig, ValueSize, WorkloadConfig, WorkloadKind,
+    RunnerConfig, Secret, SentinelConfig, Source, TestConfig, ValueSize, WorkloadConfig,
+    WorkloadKind,
 };
 use crate::command::Command;
 
@@ -639,6 +640,29 @@ fn secs_text(d: &Duration) -> String {
     d.as_secs_f64().to_string()
 }
 
+/// Sentinel mode is on when `redis.sentinel_nodes` is set; the other sentinel fields are
+/// recorded either way so `--show-config` lists them.
+fn resolve_sentinel(m: &Merged, r: &mut Resolved) -> Result<Option<SentinelConfig>, ConfigError> {
+    let nodes = r.opt(m, "redis.sentinel_nodes", parse_host_ports, |n| {
+        n.iter()
+            .map(|(h, p)| format!("{h}:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    })?;
+    let master = r.req(m, "redis.sentinel_master", parse_string, String::clone)?;
+    let password = r.opt(
+        m,
+        "redis.sentinel_password",
+        |x| Ok(Secret::new(x.text)),
+        |_| "***".to_string(),
+    )?;
+    Ok(nodes.map(|nodes| SentinelConfig {
+        nodes,
+        master,
+        password,
+    }))
+}
+
 fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigError> {
     let mut r = Resolved::default();
     let with_url = apply_url(m)?;
@@ -690,6 +714,7 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
                 u32::to_string,
             )?,
         },
+        sentinel: resolve_sentinel(m, &mut r)?,
     };
 
     let test = TestConfig {

@@ -108,6 +108,32 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// How workers reconnect after losing their connection.
     pub retry: RetryPolicy,
+    /// Set: the master is found through these sentinels (see `client::sentinel`).
+    pub sentinel: Option<SentinelConfig>,
+}
+
+impl RedisConfig {
+    /// Where the run connects, for messages: `host:port`, or in Sentinel mode the master's
+    /// name and the sentinels asked for it.
+    pub fn endpoint(&self) -> String {
+        match &self.sentinel {
+            None => format!("{}:{}", self.host, self.port),
+            Some(s) => {
+                let nodes: Vec<String> = s.nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+                format!("master '{}' via sentinels {}", s.master, nodes.join(","))
+            }
+        }
+    }
+}
+
+/// Sentinel mode: where to ask for the master's address.
+#[derive(Debug, Clone)]
+pub struct SentinelConfig {
+    /// `(host, port)` of each sentinel, asked in this order.
+    pub nodes: Vec<(String, u16)>,
+    /// The monitored master's name (`sentinel monitor <name> ...`).
+    pub master: String,
+    pub password: Option<Secret>,
 }
 
 /// Reconnect backoff with full jitter: before reconnect attempt n (from 0) a worker waits a

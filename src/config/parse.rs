@@ -198,6 +198,25 @@ pub fn parse_host(raw: &Raw) -> Result<String, ConfigError> {
     Ok(host)
 }
 
+/// Comma-separated `host:port` entries (at least one); `[v6]:port` for IPv6 literals.
+pub fn parse_host_ports(raw: &Raw) -> Result<Vec<(String, u16)>, ConfigError> {
+    let mut nodes = Vec::new();
+    for entry in raw.text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = || raw.invalid(format!("'{entry}' is not host:port (port 1-65535)"));
+        let (host, port) = entry.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if host.is_empty() || port == 0 || host.chars().any(char::is_whitespace) {
+            return Err(bad());
+        }
+        nodes.push((host.to_string(), port));
+    }
+    if nodes.is_empty() {
+        return Err(raw.invalid("must list at least one host:port"));
+    }
+    Ok(nodes)
+}
+
 /// RESP version: `2`/`3` (also `resp2`/`resp3`).
 pub fn parse_protocol(raw: &Raw) -> Result<Protocol, ConfigError> {
     match raw.text.trim().to_ascii_lowercase().as_str() {

@@ -280,8 +280,7 @@ fn wait_for_workers(
 /// consumer always finds a file (if that write fails too, that error is returned instead).
 fn cannot_connect(cfg: &RunnerConfig, reason: String) -> AppError {
     let err = AppError::Connect {
-        host: cfg.redis.host.clone(),
-        port: cfg.redis.port,
+        target: cfg.redis.endpoint(),
         reason,
     };
     if let Some(path) = &cfg.output.output_file {

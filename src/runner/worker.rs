@@ -4,6 +4,7 @@
 //! loop) and the batch size says how many commands it holds (1 = no pipeline). Per command
 //! there is no allocation, lock, formatting or channel send.
 
+use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,10 @@ use crate::workload::{
 const MAX_NAP: Duration = Duration::from_millis(10);
 /// Ceiling for the pause after a batch in which every command got an error reply.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// Sentinel mode: how often a worker asks the sentinels whether the master moved. After a
+/// failover the old master keeps taking writes until the sentinels reconfigure it (up to
+/// ~10 s later); without this check the worker would go on writing to it.
+const MASTER_CHECK_PERIOD: Duration = Duration::from_millis(500);
 
 /// A worker: its connection, workload, RNG, schedule and metrics shard.
 pub struct Worker {
@@ -48,6 +53,11 @@ pub struct Worker {
     failed_batches_in_a_row: u32,
     /// Reconnect backoff (`--retry-backoff-base/-cap`, `--retry-attempts`).
     backoff: Backoff,
+    /// Sentinel mode: a -READONLY reply sends the worker back to the sentinels.
+    sentinel: bool,
+    /// Sentinel mode: when to ask the sentinels next whether the master moved; `None` in
+    /// standalone mode.
+    next_master_check: Option<Instant>,
 }
 
 /// The seed of worker `index`: reproducible from `--seed`, otherwise from the clock.
@@ -99,6 +109,12 @@ impl Worker {
             deadline: None,
             failed_batches_in_a_row: 0,
             backoff: Backoff::new(cfg.redis.retry),
+            sentinel: cfg.redis.sentinel.is_some(),
+            next_master_check: cfg
+                .redis
+                .sentinel
+                .as_ref()
+                .map(|_| Instant::now() + MASTER_CHECK_PERIOD),
             cfg,
         })
     }
@@ -150,6 +166,12 @@ impl Worker {
         if self.stop.is_stopping() {
             return false;
         }
+        if self
+            .next_master_check
+            .is_some_and(|at| Instant::now() >= at)
+        {
+            self.check_master_moved();
+        }
         if self.conn.is_none() && !self.reconnect() {
             return false;
         }
@@ -191,6 +213,7 @@ impl Worker {
             return true;
         }
         let mut errors = 0;
+        let mut demoted = false;
         for i in 0..self.sent.len() {
             let op = self.sent[i];
             match conn.read_reply() {
@@ -204,7 +227,11 @@ impl Worker {
                     };
                     self.workload
                         .on_reply(op, &reply, conn.payload(&reply), &mut rec);
-                    errors += rec.failed as usize;
+                    if rec.failed {
+                        errors += 1;
+                        // Sentinel mode: a demoted master answers writes with -READONLY.
+                        demoted |= self.sentinel && conn.payload(&reply).starts_with(b"READONLY");
+                    }
                 }
                 Err(e) => {
                     self.fail_batch_from(i, e.class(), sent);
@@ -216,8 +243,53 @@ impl Worker {
             // Ends an outage episode if one is open; a single branch otherwise.
             self.metrics.command_succeeded(conn.reply_received_at());
         }
+        if demoted {
+            self.drop_demoted();
+            return true;
+        }
         self.after_batch(errors == self.sent.len());
         true
+    }
+
+    /// Sentinel mode: asks the sentinels where the master is and drops the connection (between
+    /// batches: nothing in flight) if it is somewhere else; the next batch reconnects there.
+    /// Sentinels that cannot be asked leave the connection alone.
+    #[cold]
+    fn check_master_moved(&mut self) {
+        self.next_master_check = Some(Instant::now() + MASTER_CHECK_PERIOD);
+        let Some(conn) = self.conn.as_ref() else {
+            return;
+        };
+        let Ok(peer) = conn.stream().tcp().peer_addr() else {
+            return;
+        };
+        let moved = match crate::client::target(&self.cfg.redis) {
+            Ok((host, port)) => (host.as_str(), port)
+                .to_socket_addrs()
+                .is_ok_and(|mut addrs| !addrs.any(|a| a == peer)),
+            Err(_) => false,
+        };
+        if moved && self.conn.take().is_some() {
+            self.metrics.connection_dropped(Instant::now());
+            tracing::warn!(
+                worker = self.index,
+                "the sentinels name another master; reconnecting"
+            );
+        }
+    }
+
+    /// Sentinel mode: the server answered -READONLY, so it is a replica now. The commands are
+    /// already counted (cluster_error); drop the connection so the next batch asks the
+    /// sentinels for the current master.
+    #[cold]
+    fn drop_demoted(&mut self) {
+        if self.conn.take().is_some() {
+            self.metrics.connection_dropped(Instant::now());
+            tracing::warn!(
+                worker = self.index,
+                "the master was demoted (READONLY); asking the sentinels again"
+            );
+        }
     }
 
     /// Counts every command of the batch from `first` on as failed with `class` (sent, reply

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod sentinel;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -128,6 +129,7 @@ impl RedisServer {
             socket_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             retry: Default::default(),
+            sentinel: None,
         }
     }
 

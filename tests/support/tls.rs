@@ -208,5 +208,6 @@ pub fn plain_config(port: u16) -> RedisConfig {
         socket_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(5),
         retry: Default::default(),
+        sentinel: None,
     }
 }

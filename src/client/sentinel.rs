@@ -1,0 +1,162 @@
+//! Where to connect: the configured host/port, or in Sentinel mode the master's address as the
+//! sentinels report it right now.
+//!
+//! [`target`] is the one address resolution used by the data plane ([`super::connect`]) and
+//! the control plane ([`crate::control::connection`]), so both always talk to the same
+//! server. In Sentinel mode every call asks the sentinels again (on short-lived connections,
+//! in the configured order, the first answer wins): a reconnect after a failover finds the new
+//! master. Not here: noticing that a master was demoted (the worker drops its connection on a
+//! `-READONLY` reply; [`check_master`] refuses a connection to a replica).
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::client::conn::{ConnectError, RespConnection};
+use crate::client::encode;
+use crate::client::resp::{self, ReplyKind};
+use crate::config::{RedisConfig, SentinelConfig};
+use crate::error::ErrorClass;
+
+/// The `(host, port)` to connect to: the configured one, or the master the sentinels name.
+pub fn target(cfg: &RedisConfig) -> Result<(String, u16), ConnectError> {
+    match &cfg.sentinel {
+        None => Ok((cfg.host.clone(), cfg.port)),
+        Some(s) => master_addr(s, cfg.connect_timeout, cfg.socket_timeout),
+    }
+}
+
+/// Asks each sentinel in turn for the master's address; the first answer wins. The error names
+/// every sentinel's failure.
+pub fn master_addr(
+    s: &SentinelConfig,
+    connect_timeout: Duration,
+    socket_timeout: Duration,
+) -> Result<(String, u16), ConnectError> {
+    let mut failures = Vec::new();
+    for (host, port) in &s.nodes {
+        match ask(host, *port, s, connect_timeout, socket_timeout) {
+            Ok(addr) => return Ok(addr),
+            Err(e) => failures.push(format!("{host}:{port}: {e}")),
+        }
+    }
+    Err(ConnectError::Io(io::Error::new(
+        io::ErrorKind::NotConnected,
+        format!(
+            "no sentinel named a master for '{}' ({})",
+            s.master,
+            failures.join("; ")
+        ),
+    )))
+}
+
+/// One sentinel's answer to `SENTINEL GET-MASTER-ADDR-BY-NAME` (after AUTH if configured).
+fn ask(
+    host: &str,
+    port: u16,
+    s: &SentinelConfig,
+    connect_timeout: Duration,
+    socket_timeout: Duration,
+) -> Result<(String, u16), ConnectError> {
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
+    for addr in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, connect_timeout) {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(socket_timeout))?;
+                stream.set_write_timeout(Some(socket_timeout))?;
+                return query(RespConnection::new(stream), s);
+            }
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error.into())
+}
+
+fn query<S: Read + Write>(
+    mut conn: RespConnection<S>,
+    s: &SentinelConfig,
+) -> Result<(String, u16), ConnectError> {
+    if let Some(password) = &s.password {
+        encode::command_args(conn.request_buf(), &[b"AUTH", password.expose().as_bytes()]);
+        conn.flush()?;
+        let reply = conn.read_reply()?;
+        if reply.is_error() {
+            return Err(rejected("AUTH", conn.payload(&reply)));
+        }
+    }
+    encode::command_args(
+        conn.request_buf(),
+        &[b"SENTINEL", b"GET-MASTER-ADDR-BY-NAME", s.master.as_bytes()],
+    );
+    conn.flush()?;
+    let reply = conn.read_reply()?;
+    let payload = conn.payload(&reply);
+    match reply.kind {
+        ReplyKind::Error => Err(rejected("SENTINEL GET-MASTER-ADDR-BY-NAME", payload)),
+        ReplyKind::Array(2) => {
+            let host = first_string(payload)?;
+            let rest = &payload[element_len(payload)?..];
+            let port = first_string(rest)?
+                .parse::<u16>()
+                .map_err(|_| bad_answer())?;
+            Ok((host, port))
+        }
+        _ => Err(ConnectError::Io(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("the sentinel does not know master '{}'", s.master),
+        ))),
+    }
+}
+
+/// After connecting to the address the sentinels named: `ROLE` must say `master` (a sentinel
+/// can still name a demoted master for a moment during a failover).
+pub fn check_master<S: Read + Write>(conn: &mut RespConnection<S>) -> Result<(), ConnectError> {
+    encode::command_args(conn.request_buf(), &[b"ROLE"]);
+    conn.flush()?;
+    let reply = conn.read_reply()?;
+    let payload = conn.payload(&reply);
+    match reply.kind {
+        ReplyKind::Error => Err(rejected("ROLE", payload)),
+        ReplyKind::Array(_) if first_string(payload)? == "master" => Ok(()),
+        _ => Err(ConnectError::Rejected {
+            command: "ROLE",
+            message: "the address the sentinels named is not a master (failover in progress?)"
+                .to_string(),
+            class: ErrorClass::ClusterError,
+        }),
+    }
+}
+
+fn rejected(command: &'static str, message: &[u8]) -> ConnectError {
+    ConnectError::Rejected {
+        command,
+        message: String::from_utf8_lossy(message).into_owned(),
+        class: ErrorClass::from_error_reply(message),
+    }
+}
+
+fn bad_answer() -> ConnectError {
+    ConnectError::Io(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "unexpected answer from a sentinel",
+    ))
+}
+
+/// The first element of an array payload, as text (bulk or status).
+fn first_string(elements: &[u8]) -> Result<String, ConnectError> {
+    match resp::scan(elements).map_err(|_| bad_answer())? {
+        Some((r, _)) if matches!(r.kind, ReplyKind::Bulk | ReplyKind::Status) => {
+            Ok(String::from_utf8_lossy(&elements[r.payload]).into_owned())
+        }
+        _ => Err(bad_answer()),
+    }
+}
+
+/// How many bytes the first element of an array payload takes.
+fn element_len(elements: &[u8]) -> Result<usize, ConnectError> {
+    match resp::scan(elements).map_err(|_| bad_answer())? {
+        Some((_, used)) => Ok(used),
+        None => Err(bad_answer()),
+    }
+}

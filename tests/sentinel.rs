@@ -1,0 +1,302 @@
+//! Sentinel mode on real processes (master, replica, three redis-sentinel): the run finds the
+//! master through the sentinels and follows it through `SENTINEL FAILOVER`, a master demoted
+//! behind the sentinels' back (-READONLY) and kill -9 of the master, without crashing or losing
+//! counts. Bad `--sentinel-nodes` entries are a config error.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::sentinel::{MASTER_NAME, SentinelSetup};
+use support::{assert_matches_schema, free_port, loadgen, read_json};
+
+fn set_calls(server: &support::RedisServer) -> u64 {
+    server.commandstats().get("set").map_or(0, |c| c.seen())
+}
+
+fn u64_at(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+#[test]
+fn bad_sentinel_node_is_a_config_error() {
+    let work = tempfile::tempdir().unwrap();
+    for bad in ["localhost", "h:0", "h:port", "h:70000", ":26379"] {
+        let out = loadgen(work.path())
+            .args(["--sentinel-nodes", bad, "--duration", "0.1", "--quiet"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(
+            err.contains("redis.sentinel_nodes") && err.contains("host:port"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn commands_land_on_the_master_the_sentinels_name() {
+    let setup = SentinelSetup::start();
+    let before = set_calls(&setup.master);
+    let replica_before = setup
+        .replica
+        .commandstats()
+        .get("set")
+        .map_or(0, |c| c.calls);
+    let work = tempfile::tempdir().unwrap();
+    // --port points at nothing: only the sentinels can lead the run to the master.
+    let out = loadgen(work.path())
+        .args(["--port", &free_port().to_string()])
+        .args(["--sentinel-nodes", &setup.nodes()])
+        .args(["--sentinel-master", MASTER_NAME])
+        .args([
+            "--duration",
+            "1",
+            "--clients",
+            "1",
+            "--threads-per-client",
+            "2",
+        ])
+        .args(["--operations", "SET", "--quiet", "--output-file", "r.json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = read_json(&work.path().join("r.json"));
+    assert_matches_schema(&report);
+    let sets = u64_at(&report["operations"]["SET"], "success");
+    assert!(sets > 0);
+    assert_eq!(u64_at(&report, "failed_commands_count"), 0);
+    assert_eq!(
+        set_calls(&setup.master) - before,
+        sets,
+        "the master ran every SET"
+    );
+    // The replica only got them through replication (its own clients sent none).
+    let replica_after = setup
+        .replica
+        .commandstats()
+        .get("set")
+        .map_or(0, |c| c.calls);
+    assert!(replica_after - replica_before <= sets);
+}
+
+#[test]
+fn a_failover_mid_run_is_followed() {
+    let setup = SentinelSetup::start();
+    let work = tempfile::tempdir().unwrap();
+    let workers = 2;
+    let mut child = loadgen(work.path())
+        .args(["--port", &free_port().to_string()])
+        .args(["--sentinel-nodes", &setup.nodes()])
+        .args(["--duration", "5", "--clients", "1"])
+        .args(["--threads-per-client", &workers.to_string()])
+        .args([
+            "--operations",
+            "SET",
+            "--metrics-interval",
+            "0.5",
+            "--quiet",
+        ])
+        .args(["--retry-backoff-cap", "0.25", "--output-file", "r.json"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let failover_at = Instant::now();
+    let answer = setup.cli(0, &["SENTINEL", "FAILOVER", MASTER_NAME]);
+    assert!(answer.contains("OK"), "SENTINEL FAILOVER: {answer}");
+    // Wait for the promotion as the sentinels see it, then note the new master's SETs so far
+    // (replicated ones included).
+    let until = Instant::now() + Duration::from_secs(3);
+    while setup.master_port(0) != Some(setup.replica.port) {
+        assert!(Instant::now() < until, "no failover within 3 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let promoted_after = failover_at.elapsed();
+    let promoted_sets = set_calls(&setup.replica);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status}");
+    let report = read_json(&work.path().join("r.json"));
+    assert_matches_schema(&report);
+
+    let sets_after = set_calls(&setup.replica) - promoted_sets;
+    assert!(
+        sets_after > 0,
+        "the new master ran SETs after the failover: {} {} {}",
+        report["errors_by_type"],
+        report["connections"],
+        report["intervals"]
+    );
+    let op = &report["operations"]["SET"];
+    assert_eq!(
+        u64_at(op, "total"),
+        u64_at(op, "success") + u64_at(op, "errors")
+    );
+    // Every failure is a lost connection or a READONLY answer from the demoted master.
+    let errors = report["errors_by_type"].as_object().unwrap();
+    let known: u64 = ["connection_error", "cluster_error", "timeout"]
+        .iter()
+        .map(|k| errors.get(*k).and_then(Value::as_u64).unwrap_or(0))
+        .sum();
+    assert_eq!(
+        known,
+        u64_at(&report, "failed_commands_count"),
+        "{errors:?}"
+    );
+    let last = report["intervals"].as_array().unwrap().last().unwrap();
+    assert!(u64_at(last, "success") > 0, "load resumed: {last}");
+    // The last interval's SETs all went to the new master.
+    assert!(
+        sets_after >= u64_at(last, "success"),
+        "new master ran {sets_after} SETs since the promotion, last interval alone had {last}"
+    );
+
+    let c = &report["connections"];
+    println!(
+        "failover: sentinels named the new master after {:.3} s; new master ran {sets_after} \
+         SETs after that; errors {errors:?}; connections {c}; outages {}",
+        promoted_after.as_secs_f64(),
+        report["outages"]
+    );
+    assert!(u64_at(c, "drops") >= 1, "{c}");
+}
+
+/// A master demoted behind the sentinels' back (REPLICAOF sent directly, so the sentinels
+/// still name it for now): its -READONLY replies are counted as cluster_error, the worker drops
+/// the connection, and reconnecting refuses the address because ROLE is not `master`.
+#[test]
+fn a_readonly_master_is_dropped_and_not_reconnected_to() {
+    let setup = SentinelSetup::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut child = loadgen(work.path())
+        .args(["--port", &free_port().to_string()])
+        .args(["--sentinel-nodes", &setup.nodes()])
+        .args([
+            "--duration",
+            "2",
+            "--clients",
+            "1",
+            "--threads-per-client",
+            "2",
+        ])
+        .args([
+            "--operations",
+            "SET",
+            "--metrics-interval",
+            "0.5",
+            "--quiet",
+        ])
+        .args(["--retry-backoff-cap", "0.1", "--output-file", "r.json"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    setup.replica.cli(&["REPLICAOF", "NO", "ONE"]);
+    setup
+        .master
+        .cli(&["REPLICAOF", "127.0.0.1", &setup.replica.port.to_string()]);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status}");
+    let report = read_json(&work.path().join("r.json"));
+    assert_matches_schema(&report);
+    let op = &report["operations"]["SET"];
+    assert_eq!(
+        u64_at(op, "total"),
+        u64_at(op, "success") + u64_at(op, "errors")
+    );
+    let cluster = u64_at(&report["errors_by_type"], "cluster_error");
+    assert!(
+        cluster > 0,
+        "READONLY replies counted: {}",
+        report["errors_by_type"]
+    );
+    // One READONLY per worker (batches of one command), then the connection is gone.
+    assert_eq!(cluster, 2, "{}", report["errors_by_type"]);
+    let c = &report["connections"];
+    assert_eq!(u64_at(c, "drops"), 2, "{c}");
+    let named = setup.master_port(0);
+    println!(
+        "readonly: demoted 0.7 s into the run; errors {}; connections {c}; sentinel names {named:?} \
+         (old master {})",
+        report["errors_by_type"], setup.master.port
+    );
+    if named == Some(setup.master.port) {
+        // The sentinels still name the demoted master: ROLE refused every reconnect.
+        assert!(u64_at(c, "connect_failures") > 0, "{c}");
+        assert_eq!(u64_at(c, "reconnection_count"), 0, "{c}");
+    }
+}
+
+/// kill -9 of the master: connections fail and reconnects are refused until the sentinels
+/// promote the replica; then the run carries on there. One outage window, counted errors.
+#[test]
+fn a_killed_master_is_replaced_after_one_outage() {
+    let mut setup = SentinelSetup::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut child = loadgen(work.path())
+        .args(["--port", &free_port().to_string()])
+        .args(["--sentinel-nodes", &setup.nodes()])
+        .args([
+            "--duration",
+            "6",
+            "--clients",
+            "1",
+            "--threads-per-client",
+            "2",
+        ])
+        .args([
+            "--operations",
+            "SET",
+            "--metrics-interval",
+            "0.5",
+            "--quiet",
+        ])
+        .args(["--retry-backoff-cap", "0.25", "--output-file", "r.json"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed_at = Instant::now();
+    setup.master.kill9();
+    let until = Instant::now() + Duration::from_secs(4);
+    while setup.master_port(0) != Some(setup.replica.port) {
+        assert!(Instant::now() < until, "no promotion within 4 s of kill -9");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let promoted_after = killed_at.elapsed();
+    let promoted_sets = set_calls(&setup.replica);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status}");
+    let report = read_json(&work.path().join("r.json"));
+    assert_matches_schema(&report);
+    let sets_after = set_calls(&setup.replica) - promoted_sets;
+    let last = report["intervals"].as_array().unwrap().last().unwrap();
+    assert!(u64_at(last, "success") > 0, "load resumed: {last}");
+    assert!(sets_after >= u64_at(last, "success"), "{sets_after} {last}");
+    let failed = u64_at(&report, "failed_commands_count");
+    assert!(failed >= 2, "each worker lost its command in flight");
+    let outages = report["outages"].as_array().unwrap();
+    assert_eq!(outages.len(), 1, "{outages:#?}");
+    let o = &outages[0];
+    let measured = o["duration_s"].as_f64().unwrap();
+    println!(
+        "kill -9: sentinels named the new master after {:.3} s; outage {measured:.3} s, time to \
+         first success {:.3} s; errors {}; connections {}",
+        promoted_after.as_secs_f64(),
+        o["time_to_first_success_s"].as_f64().unwrap_or(f64::NAN),
+        report["errors_by_type"],
+        report["connections"]
+    );
+    // The outage covers the real gap: from the kill to the promotion, plus at most the
+    // backoff cap and the sentinels' answer delay.
+    let real = promoted_after.as_secs_f64();
+    assert!(
+        measured > real - 0.3 && measured < real + 1.0,
+        "outage {measured} s vs promotion after {real} s"
+    );
+}
