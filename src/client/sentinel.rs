@@ -10,6 +10,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::client::conn::{ConnectError, RespConnection};
@@ -17,6 +19,66 @@ use crate::client::encode;
 use crate::client::resp::{self, ReplyKind};
 use crate::config::{RedisConfig, SentinelConfig};
 use crate::error::ErrorClass;
+
+/// How often the run's watcher asks the sentinels whether the master moved. After a failover
+/// the old master keeps taking writes until the sentinels reconfigure it (up to ~10 s later);
+/// without the watcher workers would go on writing to it.
+pub const MASTER_CHECK_PERIOD: Duration = Duration::from_millis(500);
+
+/// One watcher thread per run asks the sentinels where the master is every
+/// [`MASTER_CHECK_PERIOD`] and bumps a generation when the answer changes. Workers compare the
+/// generation between batches (one atomic load) and reconnect when it moved, instead of each
+/// asking the sentinels themselves.
+pub struct MasterWatch {
+    generation: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl MasterWatch {
+    /// Starts watching; the thread ends when [`stop`](Self::stop) is called.
+    pub fn start(cfg: RedisConfig) -> Arc<MasterWatch> {
+        let watch = Arc::new(MasterWatch {
+            generation: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let w = Arc::clone(&watch);
+        let spawned = std::thread::Builder::new()
+            .name("sentinel-watch".into())
+            .spawn(move || {
+                let mut last = target(&cfg).ok();
+                while !w.stop.load(Ordering::Relaxed) {
+                    let until = std::time::Instant::now() + MASTER_CHECK_PERIOD;
+                    while std::time::Instant::now() < until && !w.stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    // Sentinels that cannot be asked leave the workers alone.
+                    if let Ok(now) = target(&cfg)
+                        && last.as_ref() != Some(&now)
+                    {
+                        if last.is_some() {
+                            tracing::warn!(master = %format!("{}:{}", now.0, now.1), "the sentinels name another master; workers reconnect");
+                            w.generation.fetch_add(1, Ordering::AcqRel);
+                        }
+                        last = Some(now);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the sentinel watcher; workers follow the master on errors only");
+        }
+        watch
+    }
+
+    /// Bumped every time the sentinels name another master.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
 
 /// The `(host, port)` to connect to: the configured one, or the master the sentinels name.
 pub fn target(cfg: &RedisConfig) -> Result<(String, u16), ConnectError> {

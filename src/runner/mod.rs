@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, bounded, unbounded};
 
+use crate::client::sentinel::MasterWatch;
 use crate::config::RunnerConfig;
 use crate::control;
 use crate::error::{AppError, ExitCode};
@@ -32,6 +33,15 @@ const GATHER_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 /// How often the reporter looks at signals between intervals.
 const TICK: Duration = Duration::from_millis(10);
 
+/// Stops the sentinel watcher however `run` returns.
+struct StopOnDrop(Arc<MasterWatch>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 /// What a finished run returns: the report (also written as JSON) and the exit code.
 #[derive(Debug)]
 pub struct RunSummary {
@@ -46,7 +56,13 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
         Ok(info) => info,
         Err(e) => return Err(cannot_connect(&cfg, e.to_string())),
     };
-    let plan = workload::plan(&cfg);
+    let mut plan = workload::plan(&cfg);
+    // Sentinel mode: one watcher for the run tells workers when the master moves.
+    let _watch = cfg.redis.sentinel.as_ref().map(|_| {
+        let watch = MasterWatch::start(cfg.redis.clone());
+        plan.master_watch = Some(Arc::clone(&watch));
+        StopOnDrop(watch)
+    });
     let open_loop = cfg.test.target_ops_per_second.is_some();
     let workers = plan.workers;
     let hub =

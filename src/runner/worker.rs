@@ -4,13 +4,13 @@
 //! loop) and the batch size says how many commands it holds (1 = no pipeline). Per command
 //! there is no allocation, lock, formatting or channel send.
 
-use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_core::SeedableRng;
 
 use crate::client::backoff::Backoff;
+use crate::client::sentinel::MasterWatch;
 use crate::client::{ConnectError, DataStream, RespConnection, connect};
 use crate::config::RunnerConfig;
 use crate::error::ErrorClass;
@@ -26,10 +26,6 @@ use crate::workload::{
 const MAX_NAP: Duration = Duration::from_millis(10);
 /// Ceiling for the pause after a batch in which every command got an error reply.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_millis(100);
-/// Sentinel mode: how often a worker asks the sentinels whether the master moved. After a
-/// failover the old master keeps taking writes until the sentinels reconfigure it (up to
-/// ~10 s later); without this check the worker would go on writing to it.
-const MASTER_CHECK_PERIOD: Duration = Duration::from_millis(500);
 
 /// A worker: its connection, workload, RNG, schedule and metrics shard.
 pub struct Worker {
@@ -55,9 +51,9 @@ pub struct Worker {
     backoff: Backoff,
     /// Sentinel mode: a -READONLY reply sends the worker back to the sentinels.
     sentinel: bool,
-    /// Sentinel mode: when to ask the sentinels next whether the master moved; `None` in
-    /// standalone mode.
-    next_master_check: Option<Instant>,
+    /// Sentinel mode: the run's master watcher and the generation this connection is for;
+    /// `None` in standalone mode.
+    master_watch: Option<(Arc<MasterWatch>, u64)>,
 }
 
 /// The seed of worker `index`: reproducible from `--seed`, otherwise from the clock.
@@ -110,11 +106,10 @@ impl Worker {
             failed_batches_in_a_row: 0,
             backoff: Backoff::new(cfg.redis.retry),
             sentinel: cfg.redis.sentinel.is_some(),
-            next_master_check: cfg
-                .redis
-                .sentinel
+            master_watch: plan
+                .master_watch
                 .as_ref()
-                .map(|_| Instant::now() + MASTER_CHECK_PERIOD),
+                .map(|w| (Arc::clone(w), w.generation())),
             cfg,
         })
     }
@@ -166,11 +161,12 @@ impl Worker {
         if self.stop.is_stopping() {
             return false;
         }
-        if self
-            .next_master_check
-            .is_some_and(|at| Instant::now() >= at)
-        {
-            self.check_master_moved();
+        if let Some((watch, seen)) = &mut self.master_watch {
+            let generation = watch.generation();
+            if generation != *seen {
+                *seen = generation;
+                self.master_moved();
+            }
         }
         if self.conn.is_none() && !self.reconnect() {
             return false;
@@ -251,30 +247,13 @@ impl Worker {
         true
     }
 
-    /// Sentinel mode: asks the sentinels where the master is and drops the connection (between
-    /// batches: nothing in flight) if it is somewhere else; the next batch reconnects there.
-    /// Sentinels that cannot be asked leave the connection alone.
+    /// Sentinel mode: the run's watcher saw the sentinels name another master. Drops the
+    /// connection between batches (nothing in flight); the next batch reconnects there.
     #[cold]
-    fn check_master_moved(&mut self) {
-        self.next_master_check = Some(Instant::now() + MASTER_CHECK_PERIOD);
-        let Some(conn) = self.conn.as_ref() else {
-            return;
-        };
-        let Ok(peer) = conn.stream().tcp().peer_addr() else {
-            return;
-        };
-        let moved = match crate::client::target(&self.cfg.redis) {
-            Ok((host, port)) => (host.as_str(), port)
-                .to_socket_addrs()
-                .is_ok_and(|mut addrs| !addrs.any(|a| a == peer)),
-            Err(_) => false,
-        };
-        if moved && self.conn.take().is_some() {
+    fn master_moved(&mut self) {
+        if self.conn.take().is_some() {
             self.metrics.connection_dropped(Instant::now());
-            tracing::warn!(
-                worker = self.index,
-                "the sentinels name another master; reconnecting"
-            );
+            tracing::info!(worker = self.index, "the master moved; reconnecting");
         }
     }
 

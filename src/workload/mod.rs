@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use crate::client::sentinel::MasterWatch;
 use crate::client::{ConnectError, Reply, ReplyKind};
 use crate::config::{RunnerConfig, WorkloadKind};
 use crate::error::ErrorClass;
@@ -159,6 +160,8 @@ pub struct RunPlan {
     /// (publishers and ingress workers; subscribers and processors take the load they get).
     pub paced_workers: usize,
     pub shared: Option<Arc<dyn Any + Send + Sync>>,
+    /// Sentinel mode: the run's master watcher (set by the runner), shared by every worker.
+    pub master_watch: Option<Arc<MasterWatch>>,
 }
 
 impl RunPlan {
@@ -170,6 +173,7 @@ impl RunPlan {
             workers,
             paced_workers: workers,
             shared: None,
+            master_watch: None,
         }
     }
 

@@ -84,6 +84,7 @@ pub fn plan(cfg: &RunnerConfig) -> RunPlan {
         workers: publishers + cfg.workload.subscribers as usize,
         paced_workers: publishers,
         shared: Some(shared),
+        master_watch: None,
     }
 }
 

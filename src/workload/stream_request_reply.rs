@@ -115,6 +115,7 @@ pub fn plan(cfg: &RunnerConfig) -> RunPlan {
         workers: ingress_workers(cfg) + cfg.workload.stream_consumers as usize,
         paced_workers: ingress_workers(cfg),
         shared: None,
+        master_watch: None,
     }
 }
 
