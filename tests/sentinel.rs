@@ -11,6 +11,42 @@ use serde_json::Value;
 use support::sentinel::{MASTER_NAME, SentinelSetup};
 use support::{assert_matches_schema, free_port, loadgen, read_json};
 
+/// A SET-only run of 2 workers through the sentinels of `setup` for `seconds`, writing
+/// `r.json` in `work`; `--port` points at nothing, so only discovery can find the master.
+fn spawn_sentinel_run(
+    setup: &SentinelSetup,
+    work: &std::path::Path,
+    seconds: &str,
+    backoff_cap: &str,
+) -> std::process::Child {
+    loadgen(work)
+        .args(["--port", &free_port().to_string()])
+        .args(["--sentinel-nodes", &setup.nodes()])
+        .args([
+            "--duration",
+            seconds,
+            "--clients",
+            "1",
+            "--threads-per-client",
+            "2",
+        ])
+        .args([
+            "--operations",
+            "SET",
+            "--metrics-interval",
+            "0.5",
+            "--quiet",
+        ])
+        .args([
+            "--retry-backoff-cap",
+            backoff_cap,
+            "--output-file",
+            "r.json",
+        ])
+        .spawn()
+        .unwrap()
+}
+
 fn set_calls(server: &support::RedisServer) -> u64 {
     server.commandstats().get("set").map_or(0, |c| c.seen())
 }
@@ -92,22 +128,7 @@ fn commands_land_on_the_master_the_sentinels_name() {
 fn a_failover_mid_run_is_followed() {
     let setup = SentinelSetup::start();
     let work = tempfile::tempdir().unwrap();
-    let workers = 2;
-    let mut child = loadgen(work.path())
-        .args(["--port", &free_port().to_string()])
-        .args(["--sentinel-nodes", &setup.nodes()])
-        .args(["--duration", "5", "--clients", "1"])
-        .args(["--threads-per-client", &workers.to_string()])
-        .args([
-            "--operations",
-            "SET",
-            "--metrics-interval",
-            "0.5",
-            "--quiet",
-        ])
-        .args(["--retry-backoff-cap", "0.25", "--output-file", "r.json"])
-        .spawn()
-        .unwrap();
+    let mut child = spawn_sentinel_run(&setup, work.path(), "5", "0.25");
     std::thread::sleep(Duration::from_millis(1500));
     let failover_at = Instant::now();
     let answer = setup.cli(0, &["SENTINEL", "FAILOVER", MASTER_NAME]);
@@ -175,27 +196,7 @@ fn a_failover_mid_run_is_followed() {
 fn a_readonly_master_is_dropped_and_not_reconnected_to() {
     let setup = SentinelSetup::start();
     let work = tempfile::tempdir().unwrap();
-    let mut child = loadgen(work.path())
-        .args(["--port", &free_port().to_string()])
-        .args(["--sentinel-nodes", &setup.nodes()])
-        .args([
-            "--duration",
-            "2",
-            "--clients",
-            "1",
-            "--threads-per-client",
-            "2",
-        ])
-        .args([
-            "--operations",
-            "SET",
-            "--metrics-interval",
-            "0.5",
-            "--quiet",
-        ])
-        .args(["--retry-backoff-cap", "0.1", "--output-file", "r.json"])
-        .spawn()
-        .unwrap();
+    let mut child = spawn_sentinel_run(&setup, work.path(), "2", "0.1");
     std::thread::sleep(Duration::from_millis(700));
     setup.replica.cli(&["REPLICAOF", "NO", "ONE"]);
     setup
@@ -239,27 +240,7 @@ fn a_readonly_master_is_dropped_and_not_reconnected_to() {
 fn a_killed_master_is_replaced_after_one_outage() {
     let mut setup = SentinelSetup::start();
     let work = tempfile::tempdir().unwrap();
-    let mut child = loadgen(work.path())
-        .args(["--port", &free_port().to_string()])
-        .args(["--sentinel-nodes", &setup.nodes()])
-        .args([
-            "--duration",
-            "6",
-            "--clients",
-            "1",
-            "--threads-per-client",
-            "2",
-        ])
-        .args([
-            "--operations",
-            "SET",
-            "--metrics-interval",
-            "0.5",
-            "--quiet",
-        ])
-        .args(["--retry-backoff-cap", "0.25", "--output-file", "r.json"])
-        .spawn()
-        .unwrap();
+    let mut child = spawn_sentinel_run(&setup, work.path(), "6", "0.25");
     std::thread::sleep(Duration::from_millis(1500));
     let killed_at = Instant::now();
     setup.master.kill9();

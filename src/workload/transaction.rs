@@ -455,17 +455,22 @@ mod tests {
     ) -> crate::metrics::IntervalData {
         let hub = MetricsHub::with_counters(1, table.clone(), counter_table(), false);
         let mut writer = hub.writer(0);
+        feed(w, &mut writer, sent, replies);
+        writer.data().clone()
+    }
+
+    /// Hands each reply (RESP bytes, one per sent op) to the workload, recording into `writer`.
+    fn feed(w: &mut Transaction, writer: &mut ShardWriter, sent: &[OpId], replies: &[&[u8]]) {
         for (op, bytes) in sent.iter().zip(replies) {
             let (reply, _) = resp::scan(bytes).unwrap().unwrap();
             let mut rec = Recorder {
-                metrics: &mut writer,
+                metrics: writer,
                 latency_ns: 1000,
                 service_ns: 1000,
                 failed: false,
             };
             w.on_reply(*op, &reply, &bytes[reply.payload.clone()], &mut rec);
         }
-        writer.data().clone()
     }
 
     fn unit_of(w: &mut Transaction, rng: &mut WorkerRng) -> Vec<OpId> {
@@ -615,16 +620,7 @@ mod tests {
         let replies: Vec<&[u8]> = vec![b"+OK\r\n", b"+QUEUED\r\n", b"+QUEUED\r\n", b"+QUEUED\r\n"];
         let hub = MetricsHub::with_counters(1, table.clone(), counter_table(), false);
         let mut writer = hub.writer(0);
-        for (op, bytes) in sent.iter().zip(&replies) {
-            let (reply, _) = resp::scan(bytes).unwrap().unwrap();
-            let mut rec = Recorder {
-                metrics: &mut writer,
-                latency_ns: 1000,
-                service_ns: 1000,
-                failed: false,
-            };
-            w.on_reply(*op, &reply, &bytes[reply.payload.clone()], &mut rec);
-        }
+        feed(&mut w, &mut writer, &sent, &replies);
         assert_eq!(writer.data().total(), 1, "only MULTI counted so far");
         w.on_connection_lost(ErrorClass::ConnectionError, &mut writer);
         let data = writer.data().clone();
