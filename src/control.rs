@@ -14,7 +14,19 @@ use crate::config::{Protocol, RedisConfig};
 
 /// Opens a control-plane connection with the configured timeouts.
 pub fn connection(cfg: &RedisConfig) -> redis::RedisResult<redis::Connection> {
-    open(cfg).map_err(|e| tls_mismatch_hint(cfg, e))
+    // The same resolution as the data plane: in Sentinel mode, the current master; in
+    // cluster mode, the first seed node.
+    let (host, port) = crate::client::target(cfg).map_err(|e| no_target(e.to_string()))?;
+    connection_to(cfg, &host, port)
+}
+
+/// A control-plane connection to a given address (cluster mode: one node).
+pub fn connection_to(
+    cfg: &RedisConfig,
+    host: &str,
+    port: u16,
+) -> redis::RedisResult<redis::Connection> {
+    open(cfg, host.to_string(), port).map_err(|e| tls_mismatch_hint(cfg, e))
 }
 
 /// A plain/TLS mismatch shows only as a reset or a timeout: say what it likely is.
@@ -38,7 +50,7 @@ fn no_target(reason: String) -> redis::RedisError {
     redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no master", reason))
 }
 
-fn open(cfg: &RedisConfig) -> redis::RedisResult<redis::Connection> {
+fn open(cfg: &RedisConfig, host: String, port: u16) -> redis::RedisResult<redis::Connection> {
     let mut settings = RedisConnectionInfo::default()
         .set_db(cfg.db as i64)
         .set_protocol(match cfg.protocol {
@@ -56,8 +68,6 @@ fn open(cfg: &RedisConfig) -> redis::RedisResult<redis::Connection> {
     if let Some(idle) = cfg.tcp_keepalive {
         tcp = tcp.set_keepalive(socket2::TcpKeepalive::new().with_time(idle));
     }
-    // The same resolution as the data plane: in Sentinel mode, the current master.
-    let (host, port) = crate::client::target(cfg).map_err(|e| no_target(e.to_string()))?;
     let addr = match &cfg.tls {
         None => ConnectionAddr::Tcp(host, port),
         Some(tls) => ConnectionAddr::TcpTls {

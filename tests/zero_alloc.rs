@@ -140,6 +140,31 @@ fn set_get_pipelined_allocates_nothing_per_command() {
 }
 
 #[test]
+fn verify_writes_allocates_nothing_per_command() {
+    // Stamped values of every size (some shorter than their stamp), the ledger and the
+    // in-flight table, pipelined.
+    let server = RedisServer::start();
+    let (allocs, recorded) = steady_state_allocations(
+        &server,
+        2_000,
+        &[
+            "--verify-writes",
+            "--operations",
+            "SET,GET,DEL",
+            "--use-pipeline",
+            "--pipeline-size",
+            "50",
+            "--value-size-min",
+            "1",
+            "--value-size-max",
+            "500",
+        ],
+    );
+    assert!(recorded >= 100_000, "recorded {recorded}");
+    assert_eq!(allocs, 0, "allocations during 100,000 verified commands");
+}
+
+#[test]
 fn every_mixable_command_allocates_nothing_per_command() {
     let server = RedisServer::start();
     let all = redis_loadgen::command::Command::all_names().replace(' ', "");

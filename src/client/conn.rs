@@ -255,8 +255,18 @@ pub fn connect(
 ) -> Result<RespConnection<DataStream>, ConnectError> {
     // Sentinel mode asks the sentinels on every (re)connect: the master may have moved.
     let (host, port) = crate::client::sentinel::target(cfg)?;
+    connect_to(cfg, &host, port, client_name)
+}
+
+/// [`connect`] to a given address (cluster mode: one node).
+pub fn connect_to(
+    cfg: &RedisConfig,
+    host: &str,
+    port: u16,
+    client_name: &str,
+) -> Result<RespConnection<DataStream>, ConnectError> {
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
-    for addr in (host.as_str(), port).to_socket_addrs()? {
+    for addr in (host, port).to_socket_addrs()? {
         match TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
@@ -270,7 +280,7 @@ pub fn connect(
                         // not the (longer) socket timeout, bounds the handshake.
                         stream.set_read_timeout(Some(cfg.connect_timeout))?;
                         stream.set_write_timeout(Some(cfg.connect_timeout))?;
-                        DataStream::tls(tls, &host, stream)?
+                        DataStream::tls(tls, host, stream)?
                     }
                     None => DataStream::Plain(stream),
                 };

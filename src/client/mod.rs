@@ -7,13 +7,14 @@
 //! Not here: INFO, topology and other control-plane queries (see [`crate::control`]).
 
 pub mod backoff;
+pub mod cluster;
 pub mod conn;
 pub mod encode;
 pub mod resp;
 pub mod sentinel;
 pub mod tls;
 
-pub use conn::{ConnError, ConnectError, RespConnection, connect};
+pub use conn::{ConnError, ConnectError, RespConnection, connect, connect_to};
 pub use resp::{Reply, ReplyKind};
 pub use sentinel::target;
 pub use tls::{DataStream, TlsConfig};

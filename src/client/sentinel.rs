@@ -80,8 +80,12 @@ impl MasterWatch {
     }
 }
 
-/// The `(host, port)` to connect to: the configured one, or the master the sentinels name.
+/// The `(host, port)` to connect to: the configured one, the master the sentinels name, or
+/// in cluster mode the first seed node.
 pub fn target(cfg: &RedisConfig) -> Result<(String, u16), ConnectError> {
+    if let Some(seed) = cfg.cluster.as_ref().and_then(|c| c.nodes.first()) {
+        return Ok(seed.clone());
+    }
     match &cfg.sentinel {
         None => Ok((cfg.host.clone(), cfg.port)),
         Some(s) => master_addr(s, cfg.connect_timeout, cfg.socket_timeout),

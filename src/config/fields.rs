@@ -285,6 +285,30 @@ pub static FIELDS: &[FieldSpec] = &[
         )
     },
     field(
+        "redis.cluster",
+        "cluster",
+        "REDIS_CLUSTER",
+        Some("false"),
+        Kind::Bool,
+        "Redis Cluster mode: learn the slot map from the nodes and route every command to the master of its key's slot",
+    ),
+    field(
+        "redis.cluster_nodes",
+        "cluster-nodes",
+        "REDIS_CLUSTER_NODES",
+        None,
+        Kind::List,
+        "Cluster mode: comma-separated host:port of nodes to learn the slot map from; not set: host:port",
+    ),
+    field(
+        "redis.read_from_replicas",
+        "read-from-replicas",
+        "REDIS_READ_FROM_REPLICAS",
+        Some("false"),
+        Kind::Bool,
+        "Cluster mode: send read-only commands to the replicas of their slot (READONLY), spread over the replicas",
+    ),
+    field(
         "redis.retry_backoff_base",
         "retry-backoff-base",
         "REDIS_RETRY_BACKOFF_BASE",
@@ -539,6 +563,14 @@ pub static FIELDS: &[FieldSpec] = &[
         Some("false"),
         Kind::Bool,
         "transaction_test: WATCH the transaction's keys first, so concurrent writers abort it",
+    ),
+    field(
+        "workload.verify_writes",
+        "verify-writes",
+        "TEST_VERIFY_WRITES",
+        Some("false"),
+        Kind::Bool,
+        "Mixes with SET: stamp writes, track acknowledged ones, read them back after the run and report lost writes and stale reads",
     ),
     field(
         "workload.publishers",

@@ -27,9 +27,9 @@ use super::parse::{
 };
 use super::profile::{self, Profile};
 use super::{
-    CommandTemplate, IdentityConfig, OutputConfig, Protocol, RedisConfig, RetryPolicy,
-    RunnerConfig, Secret, SentinelConfig, Source, TestConfig, ValueSize, WorkloadConfig,
-    WorkloadKind,
+    ClusterConfig, CommandTemplate, IdentityConfig, OutputConfig, Protocol, RedisConfig,
+    RetryPolicy, RunnerConfig, Secret, SentinelConfig, Source, TestConfig, ValueSize,
+    WorkloadConfig, WorkloadKind,
 };
 use crate::command::Command;
 
@@ -663,6 +663,55 @@ fn resolve_sentinel(m: &Merged, r: &mut Resolved) -> Result<Option<SentinelConfi
     }))
 }
 
+/// Cluster mode is on with `redis.cluster`; the seeds default to host:port. Sentinel mode,
+/// a database other than 0 and replica reads without cluster mode are refused here, before any
+/// connection.
+fn resolve_cluster(
+    m: &Merged,
+    r: &mut Resolved,
+    host: &str,
+    port: u16,
+    db: u32,
+    sentinel: bool,
+) -> Result<Option<ClusterConfig>, ConfigError> {
+    let on = r.req(m, "redis.cluster", parse_bool, bool::to_string)?;
+    let nodes = r.opt(m, "redis.cluster_nodes", parse_host_ports, |n| {
+        n.iter()
+            .map(|(h, p)| format!("{h}:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    })?;
+    let read_from_replicas = r.req(m, "redis.read_from_replicas", parse_bool, bool::to_string)?;
+    if !on {
+        if read_from_replicas {
+            return Err(ConfigError::Conflict(format!(
+                "{} needs cluster mode: {}",
+                m.req("redis.read_from_replicas").describe(),
+                m.req("redis.cluster").describe()
+            )));
+        }
+        return Ok(None);
+    }
+    if sentinel {
+        return Err(ConfigError::Conflict(format!(
+            "cluster mode and Sentinel mode exclude each other: {} and {} are both set",
+            m.req("redis.cluster").describe(),
+            m.req("redis.sentinel_nodes").describe()
+        )));
+    }
+    if db != 0 {
+        return Err(ConfigError::Conflict(format!(
+            "Redis Cluster has only database 0: {} with {}",
+            m.req("redis.db").describe(),
+            m.req("redis.cluster").describe()
+        )));
+    }
+    Ok(Some(ClusterConfig {
+        nodes: nodes.unwrap_or_else(|| vec![(host.to_string(), port)]),
+        read_from_replicas,
+    }))
+}
+
 fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigError> {
     let mut r = Resolved::default();
     let with_url = apply_url(m)?;
@@ -715,7 +764,16 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
             )?,
         },
         sentinel: resolve_sentinel(m, &mut r)?,
+        cluster: None,
     };
+    redis.cluster = resolve_cluster(
+        m,
+        &mut r,
+        &redis.host,
+        redis.port,
+        redis.db,
+        redis.sentinel.is_some(),
+    )?;
 
     let test = TestConfig {
         clients: r.req(
@@ -812,6 +870,7 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
             u32::to_string,
         )?,
         watch: r.req(m, "workload.watch", parse_bool, bool::to_string)?,
+        verify_writes: r.req(m, "workload.verify_writes", parse_bool, bool::to_string)?,
         publishers: r.req(
             m,
             "workload.publishers",
@@ -907,6 +966,32 @@ fn check_workload(m: &Merged, w: &WorkloadConfig) -> Result<(), ConfigError> {
             m.req("workload.key_range").describe(),
             u64::MAX
         )));
+    }
+    if w.verify_writes {
+        // The stamps and the ledger live in the mix engine (workload/mix.rs), on its SETs.
+        let verify = m.req("workload.verify_writes").describe();
+        if !w.kind.uses_operations() || w.kind == WorkloadKind::IncrementCheck {
+            return Err(ConfigError::Conflict(format!(
+                "{verify} works with the command-mix workloads (basic_rw, list_operations, \
+                 hash_operations, stream_operations and their profiles), not with {}",
+                w.kind.name()
+            )));
+        }
+        if !w.operations.iter().any(|(c, _)| *c == Command::Set) {
+            let ops: Vec<&str> = w.operations.iter().map(|(c, _)| c.name()).collect();
+            return Err(ConfigError::Conflict(format!(
+                "{verify} needs SET in workload.operations (--operations / TEST_OPERATIONS), \
+                 which is {}",
+                ops.join(",")
+            )));
+        }
+        if let Some(expiry) = m.get("workload.expiry_range") {
+            return Err(ConfigError::Conflict(format!(
+                "{verify} cannot be combined with {}: a key that expires would read back as a \
+                 lost write",
+                expiry.describe()
+            )));
+        }
     }
     if w.kind == WorkloadKind::PubsubTest && w.subscribers == 0 {
         return Err(ConfigError::Conflict(format!(
@@ -2372,6 +2457,38 @@ mod tests {
         assert_eq!(
             err,
             "pubsub_test needs at least one subscriber: workload.subscribers = '0' (from env)"
+        );
+    }
+
+    #[test]
+    fn verify_writes_needs_a_mix_with_set() {
+        let cfg = Setup::new().config(&["--verify-writes"]);
+        assert!(cfg.workload.verify_writes);
+        let cfg = Setup::new().env("TEST_VERIFY_WRITES", "true").config(&[
+            "--workload-profile",
+            "list_operations",
+            "--operations",
+            "SET,LPUSH",
+        ]);
+        assert!(cfg.workload.verify_writes);
+        assert!(!Setup::new().config(&[]).workload.verify_writes);
+        let err = Setup::new().error(&["--verify-writes", "--workload-profile", "pubsub_test"]);
+        assert_eq!(
+            err,
+            "workload.verify_writes = 'true' (from cli) works with the command-mix workloads \
+             (basic_rw, list_operations, hash_operations, stream_operations and their profiles), \
+             not with pubsub_test"
+        );
+        let err = Setup::new().error(&["--verify-writes", "--operations", "GET,INCR"]);
+        assert_eq!(
+            err,
+            "workload.verify_writes = 'true' (from cli) needs SET in workload.operations \
+             (--operations / TEST_OPERATIONS), which is GET,INCR"
+        );
+        let err = Setup::new().error(&["--verify-writes", "--expiry-range", "60-70"]);
+        assert!(
+            err.contains("workload.expiry_range = '60-70' (from cli)"),
+            "{err}"
         );
     }
 

@@ -110,12 +110,18 @@ pub struct RedisConfig {
     pub retry: RetryPolicy,
     /// Set: the master is found through these sentinels (see `client::sentinel`).
     pub sentinel: Option<SentinelConfig>,
+    /// Set: Redis Cluster mode (see `client::cluster`).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl RedisConfig {
     /// Where the run connects, for messages: `host:port`, or in Sentinel mode the master's
     /// name and the sentinels asked for it.
     pub fn endpoint(&self) -> String {
+        if let Some(c) = &self.cluster {
+            let nodes: Vec<String> = c.nodes.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+            return format!("cluster nodes {}", nodes.join(","));
+        }
         match &self.sentinel {
             None => format!("{}:{}", self.host, self.port),
             Some(s) => {
@@ -124,6 +130,15 @@ impl RedisConfig {
             }
         }
     }
+}
+
+/// Cluster mode: where to learn the slot map, and where reads go.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `(host, port)` of the seed nodes, asked in this order.
+    pub nodes: Vec<(String, u16)>,
+    /// Read-only commands go to a replica of their slot.
+    pub read_from_replicas: bool,
 }
 
 /// Sentinel mode: where to ask for the master's address.
@@ -376,6 +391,9 @@ pub struct WorkloadConfig {
     pub transaction_size: u32,
     /// WATCH the transaction's keys before MULTI.
     pub watch: bool,
+    /// Mix workloads with SET: stamp SETs with (worker, sequence), check GETs against the
+    /// acknowledged writes and read every acknowledged key back after the run.
+    pub verify_writes: bool,
     /// Publishing connections (>= 1).
     pub publishers: u32,
     /// Subscribing connections; >= 1 for pubsub_test.

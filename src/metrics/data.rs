@@ -125,6 +125,11 @@ pub struct ConnStats {
     pub drops: u64,
     /// Workers that gave up reconnecting (`--retry-attempts`) and stopped sending.
     pub gave_up: u64,
+    /// Cluster mode: MOVED/ASK replies (each followed by sending the command again).
+    pub redirects: u64,
+    /// Cluster mode: commands counted as connection errors without being sent, because
+    /// their node could not be reached at the time.
+    pub not_sent: u64,
     /// How long a worker's connection was down: from the drop to the next successful connect.
     pub reconnection: Histogram<u64>,
 }
@@ -137,6 +142,8 @@ impl ConnStats {
             failed: 0,
             drops: 0,
             gave_up: 0,
+            redirects: 0,
+            not_sent: 0,
             reconnection: new_histogram(),
         }
     }
@@ -161,6 +168,8 @@ impl ConnStats {
         self.failed += other.failed;
         self.drops += other.drops;
         self.gave_up += other.gave_up;
+        self.redirects += other.redirects;
+        self.not_sent += other.not_sent;
         self.reconnection
             .add(&other.reconnection)
             .expect("histograms share bounds");
@@ -172,6 +181,8 @@ impl ConnStats {
         self.failed = 0;
         self.drops = 0;
         self.gave_up = 0;
+        self.redirects = 0;
+        self.not_sent = 0;
         self.reconnection.reset();
     }
 }

@@ -196,6 +196,26 @@ impl ShardWriter {
         }
     }
 
+    /// Cluster mode: one of the worker's node connections was lost (the caller keeps the
+    /// time per node: a worker has several).
+    #[cold]
+    pub fn node_dropped(&mut self) {
+        self.local.conn.drops += 1;
+    }
+
+    /// Cluster mode: a connect attempt to a node ended at `at`; `down_since` is when that
+    /// node's previous connection was lost, if it was.
+    #[cold]
+    pub fn node_connect_attempt(&mut self, ok: bool, at: Instant, down_since: Option<Instant>) {
+        let down_ns = down_since.map(|d| at.saturating_duration_since(d).as_nanos() as u64);
+        self.local.conn.attempt(ok, down_ns);
+        if ok {
+            self.local.reconnects += down_since.is_some() as u64;
+        } else {
+            self.local.connect_failures += 1;
+        }
+    }
+
     /// The worker gave up reconnecting for the rest of the run.
     #[cold]
     pub fn gave_up(&mut self) {

@@ -182,6 +182,12 @@ impl Console {
                 }
             );
         }
+        if c.redirects > 0 || c.not_sent > 0 {
+            println!(
+                "cluster: {} MOVED/ASK redirects followed (each also one cluster_error)  {} commands not sent (node unreachable, counted as connection_error)",
+                c.redirects, c.not_sent
+            );
+        }
         for o in &report.outages {
             println!(
                 "outage {:.1}s..{:.1}s ({:.2}s{}): {} failed commands, {} workers, first success after {}",
@@ -239,7 +245,46 @@ impl Console {
         }
         if let Some(checks) = &report.checks {
             println!("checks: {checks}");
+            if let Some(v) = checks.get("verify_writes") {
+                verify_writes_lines(v);
+            }
         }
+    }
+}
+
+/// `--verify-writes` in words, with a warning when acknowledged writes were lost: a finding
+/// about the server, not a failure of the run (the exit status stays 0).
+fn verify_writes_lines(v: &serde_json::Value) {
+    let n = |key: &str| v.get(key).and_then(|x| x.as_u64()).unwrap_or(0);
+    if let Some(error) = v.get("error").and_then(|e| e.as_str()) {
+        println!(
+            "verify-writes: no read-back ({error}); stale reads {}",
+            n("stale_reads")
+        );
+        return;
+    }
+    println!(
+        "verify-writes: {} acknowledged writes, {} keys read back: lost {}, unacknowledged \
+         writes that landed {}, stale reads {}",
+        fmt_count(n("acknowledged_writes") as f64),
+        fmt_count(n("keys_checked") as f64),
+        fmt_count(n("lost_writes") as f64),
+        fmt_count(n("in_doubt_landed") as f64),
+        fmt_count(n("stale_reads") as f64),
+    );
+    let lost = n("lost_writes");
+    if lost > 0 {
+        let sample: Vec<&str> = v
+            .get("lost_sample")
+            .and_then(|s| s.as_array())
+            .map(|a| a.iter().filter_map(|k| k.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "WARNING: {} writes the server acknowledged are gone or older on read-back \
+             (e.g. {})",
+            fmt_count(lost as f64),
+            sample.join(", ")
+        );
     }
 }
 

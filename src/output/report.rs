@@ -154,6 +154,12 @@ pub struct ConnectionsReport {
     pub drops: u64,
     /// Workers that gave up reconnecting (`--retry-attempts`) and sent nothing more.
     pub gave_up: u64,
+    /// Cluster mode: MOVED/ASK replies, each followed by sending the command again (the
+    /// redirected attempt is also counted as a cluster_error, as the server counts it).
+    pub redirects: u64,
+    /// Cluster mode: commands counted as connection_error without being sent (their node
+    /// was unreachable); the servers never saw them.
+    pub not_sent: u64,
     /// Reconnections after a drop, and how long the connection was down (drop to next
     /// successful connect).
     pub reconnection_count: u64,
@@ -174,6 +180,8 @@ impl ConnectionsReport {
             failed: c.failed,
             drops: c.drops,
             gave_up: c.gave_up,
+            redirects: c.redirects,
+            not_sent: c.not_sent,
             reconnection_count: count,
             avg_reconnection_duration_ms: if count > 0 {
                 c.reconnection.mean() / 1e6

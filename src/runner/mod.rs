@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, bounded, unbounded};
 
+use crate::client::cluster::ClusterWatch;
 use crate::client::sentinel::MasterWatch;
 use crate::config::RunnerConfig;
 use crate::control;
@@ -33,12 +34,18 @@ const GATHER_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 /// How often the reporter looks at signals between intervals.
 const TICK: Duration = Duration::from_millis(10);
 
-/// Stops the sentinel watcher however `run` returns.
-struct StopOnDrop(Arc<MasterWatch>);
+/// Stops the sentinel or cluster watcher however `run` returns.
+enum StopOnDrop {
+    Sentinel(Arc<MasterWatch>),
+    Cluster(Arc<ClusterWatch>),
+}
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        self.0.stop();
+        match self {
+            StopOnDrop::Sentinel(w) => w.stop(),
+            StopOnDrop::Cluster(w) => w.stop(),
+        }
     }
 }
 
@@ -56,13 +63,42 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
         Ok(info) => info,
         Err(e) => return Err(cannot_connect(&cfg, e.to_string())),
     };
+    match (cfg.redis.cluster.is_some(), server.mode == "cluster") {
+        (false, true) => {
+            return Err(cannot_connect(
+                &cfg,
+                "the server is a Redis Cluster node: add --cluster (and --cluster-nodes) to route commands by slot".into(),
+            ));
+        }
+        (true, false) => {
+            return Err(cannot_connect(
+                &cfg,
+                format!(
+                    "--cluster is set but the server runs in {} mode (cluster support disabled); drop --cluster",
+                    if server.mode.is_empty() {
+                        "standalone"
+                    } else {
+                        &server.mode
+                    }
+                ),
+            ));
+        }
+        _ => {}
+    }
     let mut plan = workload::plan(&cfg);
     // Sentinel mode: one watcher for the run tells workers when the master moves.
-    let _watch = cfg.redis.sentinel.as_ref().map(|_| {
+    // Cluster mode: one watcher keeps the slot map for every worker.
+    let _watch = if cfg.redis.sentinel.is_some() {
         let watch = MasterWatch::start(cfg.redis.clone());
         plan.master_watch = Some(Arc::clone(&watch));
-        StopOnDrop(watch)
-    });
+        Some(StopOnDrop::Sentinel(watch))
+    } else if cfg.redis.cluster.is_some() {
+        let watch = ClusterWatch::start(&cfg.redis).map_err(|e| cannot_connect(&cfg, e))?;
+        plan.cluster_watch = Some(Arc::clone(&watch));
+        Some(StopOnDrop::Cluster(watch))
+    } else {
+        None
+    };
     let open_loop = cfg.test.target_ops_per_second.is_some();
     let workers = plan.workers;
     let hub =
@@ -235,7 +271,7 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     }
     let cpu = control::cpu_times().since(&cpu_start);
     let mut report = builder.finish(SystemTime::now(), stop_at - started, cpu, end_reason);
-    report.checks = workload::verify(&cfg, &report);
+    report.checks = workload::verify(&cfg, &plan, &report);
     if let Some(path) = &cfg.output.output_file {
         json::write_atomic(path, &report)?;
     }

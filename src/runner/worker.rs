@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rand_core::SeedableRng;
 
 use crate::client::backoff::Backoff;
+use crate::client::cluster::{ClusterPipeline, Event};
 use crate::client::sentinel::MasterWatch;
 use crate::client::{ConnectError, DataStream, RespConnection, connect};
 use crate::config::RunnerConfig;
@@ -54,6 +55,8 @@ pub struct Worker {
     /// Sentinel mode: the run's master watcher and the generation this connection is for;
     /// `None` in standalone mode.
     master_watch: Option<(Arc<MasterWatch>, u64)>,
+    /// Cluster mode: the worker's node connections and slot map (then `conn` stays `None`).
+    cluster: Option<ClusterPipeline>,
 }
 
 /// The seed of worker `index`: reproducible from `--seed`, otherwise from the clock.
@@ -79,8 +82,17 @@ impl Worker {
     ) -> Result<Worker, ConnectError> {
         let client_name = format!("{}-w{}", cfg.redis.client_name, index);
         let mut rng = WorkerRng::seed_from_u64(worker_seed(cfg.test.seed, index));
+        let mut cluster = None;
         let (workload, own, conn) = match workload::build(&cfg, plan, index, &mut rng) {
-            WorkerTask::Requests(w) => (w, None, Some(connect(&cfg.redis, &client_name)?)),
+            WorkerTask::Requests(w) => match &plan.cluster_watch {
+                Some(watch) => {
+                    let mut pipeline = ClusterPipeline::new(Arc::clone(watch), &cfg.redis, index);
+                    pipeline.connect_all(&cfg.redis, &client_name)?;
+                    cluster = Some(pipeline);
+                    (w, None, None)
+                }
+                None => (w, None, Some(connect(&cfg.redis, &client_name)?)),
+            },
             WorkerTask::Own(mut own) => {
                 own.connect(&cfg, &client_name)?;
                 (Box::new(NoRequests) as Box<dyn Workload>, Some(own), None)
@@ -110,6 +122,7 @@ impl Worker {
                 .master_watch
                 .as_ref()
                 .map(|w| (Arc::clone(w), w.generation())),
+            cluster,
             cfg,
         })
     }
@@ -157,6 +170,9 @@ impl Worker {
     /// the worker should stop.
     #[inline]
     fn run_batch(&mut self) -> bool {
+        if self.cluster.is_some() {
+            return self.run_cluster_batch();
+        }
         self.metrics.maybe_publish();
         if self.stop.is_stopping() {
             return false;
@@ -220,6 +236,7 @@ impl Worker {
                         latency_ns: received.saturating_duration_since(start).as_nanos() as u64,
                         service_ns: received.saturating_duration_since(sent).as_nanos() as u64,
                         failed: false,
+                        command: i,
                     };
                     self.workload
                         .on_reply(op, &reply, conn.payload(&reply), &mut rec);
@@ -244,6 +261,121 @@ impl Worker {
             return true;
         }
         self.after_batch(errors == self.sent.len());
+        true
+    }
+
+    /// Cluster mode: the batch's units go to the masters of their slots (a batch is split
+    /// per node, one write each) and replies are recorded in the order the units were
+    /// encoded. MOVED/ASK replies are recorded as what the server answered (cluster_error)
+    /// and the unit is sent again where the redirect points. A node that cannot be reached
+    /// fails its units at once (not sent) while the other nodes' units go on.
+    #[inline]
+    fn run_cluster_batch(&mut self) -> bool {
+        self.metrics.maybe_publish();
+        if self.stop.is_stopping() {
+            return false;
+        }
+        let intended = self.schedule.next_start();
+        if let Some(at) = intended
+            && !self.nap_until(at)
+        {
+            return false;
+        }
+        let Worker {
+            cfg,
+            client_name,
+            workload,
+            rng,
+            metrics,
+            sent: ops,
+            cluster,
+            batch_size,
+            deadline,
+            ..
+        } = self;
+        let Some(cluster) = cluster.as_mut() else {
+            return false;
+        };
+        cluster.follow_topology();
+        ops.clear();
+        cluster.begin();
+        for _ in 0..*batch_size {
+            let first = ops.len();
+            workload.encode_next(rng, cluster.buf(), ops);
+            cluster.end_unit(first, ops.len());
+        }
+        let sent = Instant::now();
+        if deadline.is_some_and(|d| sent >= d) {
+            return false;
+        }
+        let start = match intended {
+            Some(at) => {
+                metrics
+                    .data()
+                    .record_lag(sent.saturating_duration_since(at).as_nanos() as u64);
+                at
+            }
+            None => sent,
+        };
+        metrics.data().units += *batch_size as u64;
+        let mut errors = 0;
+        cluster.exchange(&cfg.redis, client_name, &mut |event| match event {
+            Event::Reply {
+                op,
+                reply,
+                payload,
+                at,
+                redirect,
+                recovers,
+                outage,
+            } => {
+                let mut rec = Recorder {
+                    metrics: &mut *metrics,
+                    command: op,
+                    latency_ns: at.saturating_duration_since(start).as_nanos() as u64,
+                    service_ns: at.saturating_duration_since(sent).as_nanos() as u64,
+                    failed: false,
+                };
+                workload.on_reply(ops[op], reply, payload, &mut rec);
+                errors += rec.failed as usize;
+                if redirect {
+                    metrics.data().conn.redirects += 1;
+                }
+                if outage {
+                    tracing::debug!(reply = %String::from_utf8_lossy(payload), "cluster error reply");
+                    metrics.outage_failures(sent, 1);
+                }
+                if recovers {
+                    metrics.command_succeeded(at);
+                }
+            }
+            Event::Failed {
+                ops: range,
+                class,
+                sent: was_sent,
+            } => {
+                let n = range.len();
+                for &op in &ops[range] {
+                    metrics.record_error(op, class);
+                }
+                errors += n;
+                if !was_sent {
+                    metrics.data().conn.not_sent += n as u64;
+                }
+                if is_outage_class(class) {
+                    metrics.outage_failures(sent, n as u64);
+                }
+                workload.on_connection_lost(class, metrics);
+            }
+            Event::Connect {
+                ok,
+                at,
+                down_since,
+            } => metrics.node_connect_attempt(ok, at, down_since),
+            Event::Dropped { .. } => metrics.node_dropped(),
+        });
+        let all_failed = errors >= ops.len();
+        self.after_batch(all_failed);
         true
     }
 

@@ -18,7 +18,7 @@ use crate::config::RunnerConfig;
 use crate::error::ErrorClass;
 use crate::metrics::{OpId, OpTable};
 use crate::output::report::RunReport;
-use crate::workload::keys::{HASH_TAG_GROUP, KeySpace};
+use crate::workload::keys::{KeySpace, key_name};
 use crate::workload::{WorkerRng, Workload};
 
 /// Counters read per MGET and deleted per UNLINK.
@@ -36,11 +36,7 @@ fn counter_prefix(cfg: &RunnerConfig) -> String {
 
 /// Counter `n`'s name, exactly as [`KeySpace::write_key`] writes it.
 fn counter_name(prefix: &str, hash_tag: bool, n: u64) -> String {
-    if hash_tag {
-        format!("{prefix}{{{}}}:{n}", n / HASH_TAG_GROUP)
-    } else {
-        format!("{prefix}{n}")
-    }
+    key_name(prefix, hash_tag, n)
 }
 
 pub struct IncrementCheck {

@@ -241,6 +241,16 @@ impl KeySpace {
     }
 }
 
+/// Key `n`'s name under `prefix`, exactly as [`KeySpace::write_key`] writes it (for the checks
+/// after a run, not the hot path).
+pub fn key_name(prefix: &str, hash_tag: bool, n: u64) -> String {
+    if hash_tag {
+        format!("{prefix}{{{}}}:{n}", n / HASH_TAG_GROUP)
+    } else {
+        format!("{prefix}{n}")
+    }
+}
+
 /// Random value bytes: a buffer of printable bytes, twice the largest value, from which each
 /// value is a slice at a random offset (values differ without generating bytes per command).
 #[derive(Debug, Clone)]

@@ -7,6 +7,8 @@
 //! wrote. Collections stay bounded: hash fields, set and sorted-set members come from
 //! `--hash-fields` names, every list push is followed by an LTRIM to `--list-max-length`
 //! (reported as its own operation), streams are added to and trimmed with `MAXLEN ~`.
+//! With `--verify-writes`, SET and GET move to each worker's own stamped key space instead
+//! (`verify_writes.rs`).
 
 use crate::client::encode;
 use crate::client::resp::{self, Reply, ReplyKind};
@@ -14,6 +16,7 @@ use crate::command::{Command, Family};
 use crate::config::WorkloadConfig;
 use crate::metrics::{OpId, OpTable};
 use crate::workload::keys::{KeySpace, ValueSource, WeightedIndex, below};
+use crate::workload::verify_writes::{self, Verifier};
 use crate::workload::{Recorder, WorkerRng, Workload};
 
 /// Keys per MGET / MSET.
@@ -71,6 +74,8 @@ pub struct Mix {
     fields: u64,
     stream_max: i64,
     expiry: Option<(u64, u64)>,
+    /// `--verify-writes`: SET and GET go through this (stamps and the acknowledged ledger).
+    verify: Option<Verifier>,
 }
 
 /// Arguments after the name, fixed per command (and per `--expiry-range` for SET).
@@ -113,8 +118,22 @@ impl Mix {
             fields: cfg.hash_fields as u64,
             stream_max: cfg.stream_max_length as i64,
             expiry: cfg.expiry_range,
+            verify: None,
             commands,
         }
+    }
+
+    /// Verify mode (`--verify-writes`): SETs and GETs on worker `worker`'s stamped key space,
+    /// its ledger handed to `shared` when the mix is dropped. Config makes sure there is no
+    /// `--expiry-range` (SETs carry no EX here).
+    pub fn verifying(
+        mut self,
+        cfg: &WorkloadConfig,
+        worker: usize,
+        shared: std::sync::Arc<verify_writes::Shared>,
+    ) -> Self {
+        self.verify = Some(Verifier::new(cfg, worker, shared));
+        self
     }
 
     #[inline]
@@ -139,6 +158,22 @@ impl Workload for Mix {
         let op = self.choice.pick(rng);
         let command = self.commands[op];
         out.extend_from_slice(&self.starts[op]);
+        if let Some(verify) = &mut self.verify {
+            match command {
+                Set => {
+                    let filler = self.values.next(rng);
+                    verify.encode_set(&mut self.keys, rng, filler, out, sent.len());
+                    sent.push(op);
+                    return;
+                }
+                Get => {
+                    verify.encode_get(&mut self.keys, rng, out, sent.len());
+                    sent.push(op);
+                    return;
+                }
+                _ => {}
+            }
+        }
         let prefix = &self.prefixes[op];
         let key = self.keys.next(rng);
         if command == Xread {
@@ -250,6 +285,15 @@ impl Workload for Mix {
             rec.standard(op, reply, payload);
             return;
         };
+        if let Some(verify) = &mut self.verify {
+            match command {
+                Command::Set => verify.on_set_reply(rec.command_index(), reply),
+                Command::Get if verify.is_stale_read(rec.command_index(), reply, payload) => {
+                    rec.count(verify_writes::STALE_READS, 1);
+                }
+                _ => {}
+            }
+        }
         if reply.kind == ReplyKind::Error || !command.is_read() {
             rec.standard(op, reply, payload);
             return;
@@ -320,6 +364,7 @@ pub(crate) mod tests {
             hash_fields: 10,
             transaction_size: 5,
             watch: false,
+            verify_writes: false,
             publishers: 1,
             subscribers: 1,
             pubsub_channels: vec!["c".into()],

@@ -17,6 +17,7 @@ pub mod pubsub_subscriber;
 pub mod stream_request_reply;
 pub mod template;
 pub mod transaction;
+pub mod verify_writes;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use std::time::Instant;
 
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use crate::client::cluster::ClusterWatch;
 use crate::client::sentinel::MasterWatch;
 use crate::client::{ConnectError, Reply, ReplyKind};
 use crate::config::{RunnerConfig, WorkloadKind};
@@ -43,6 +45,11 @@ pub struct Recorder<'a> {
     /// Set when this reply was recorded as an error (the worker backs off after a batch of
     /// nothing but errors).
     pub(crate) failed: bool,
+    /// The position in the batch's `sent` list of the command this reply answers. Workloads
+    /// that keep per-command state (`--verify-writes`) look it up by this rather than by
+    /// counting replies, so a batch split over connections, or a command sent again after a
+    /// redirect, still finds its own entry.
+    pub(crate) command: usize,
 }
 
 impl Recorder<'_> {
@@ -71,6 +78,13 @@ impl Recorder<'_> {
     #[inline]
     pub fn count(&mut self, index: usize, n: u64) {
         self.metrics.data().count(index, n);
+    }
+
+    /// The position of the command this reply answers in the `sent` list its unit pushed to
+    /// (`sent.len()` when the workload encoded it).
+    #[inline]
+    pub fn command_index(&self) -> usize {
+        self.command
     }
 
     /// Latency of this reply from the unit's (intended) start, in nanoseconds.
@@ -162,6 +176,8 @@ pub struct RunPlan {
     pub shared: Option<Arc<dyn Any + Send + Sync>>,
     /// Sentinel mode: the run's master watcher (set by the runner), shared by every worker.
     pub master_watch: Option<Arc<MasterWatch>>,
+    /// Cluster mode: the run's slot-map watcher (set by the runner), shared by every worker.
+    pub cluster_watch: Option<Arc<ClusterWatch>>,
 }
 
 impl RunPlan {
@@ -174,6 +190,7 @@ impl RunPlan {
             paced_workers: workers,
             shared: None,
             master_watch: None,
+            cluster_watch: None,
         }
     }
 
@@ -196,7 +213,16 @@ pub fn plan(cfg: &RunnerConfig) -> RunPlan {
         WorkloadKind::BasicRw
         | WorkloadKind::ListOperations
         | WorkloadKind::HashOperations
-        | WorkloadKind::StreamOperations => request_reply(mix::op_table(&cfg.workload)),
+        | WorkloadKind::StreamOperations => {
+            let ops = mix::op_table(&cfg.workload);
+            if !cfg.workload.verify_writes {
+                return request_reply(ops);
+            }
+            let counters = verify_writes::COUNTERS.map(String::from).to_vec();
+            let mut plan = RunPlan::request_reply(ops, counters.into(), cfg.test.workers());
+            plan.shared = Some(verify_writes::shared());
+            plan
+        }
         WorkloadKind::Template => request_reply(template::op_table(&cfg.workload)),
         WorkloadKind::TransactionTest => RunPlan::request_reply(
             transaction::op_table(&cfg.workload),
@@ -218,12 +244,14 @@ pub fn gauge_names(cfg: &RunnerConfig) -> &'static [&'static str] {
     }
 }
 
-/// Checks a workload makes after its run through the control plane (e.g. increment_check
-/// compares counters with acknowledged increments), for the report's `checks`.
-pub fn verify(cfg: &RunnerConfig, report: &RunReport) -> Option<serde_json::Value> {
+/// Checks a workload makes after its run (e.g. increment_check compares counters with
+/// acknowledged increments, `--verify-writes` reads acknowledged writes back), for the
+/// report's `checks`. `plan` is the run's plan, with the state its workers handed in.
+pub fn verify(cfg: &RunnerConfig, plan: &RunPlan, report: &RunReport) -> Option<serde_json::Value> {
     match cfg.workload.kind {
         WorkloadKind::IncrementCheck => Some(increment_check::verify(cfg, report)),
         WorkloadKind::StreamRequestReply => Some(stream_request_reply::verify(cfg, report)),
+        _ if cfg.workload.verify_writes => Some(verify_writes::verify(cfg, plan, report)),
         _ => None,
     }
 }
@@ -244,6 +272,13 @@ pub fn build(cfg: &RunnerConfig, plan: &RunPlan, index: usize, rng: &mut WorkerR
         )),
         WorkloadKind::PubsubTest => pubsub::build(cfg, plan, index, rng),
         WorkloadKind::StreamRequestReply => stream_request_reply::build(cfg, index, rng),
-        _ => WorkerTask::Requests(Box::new(mix::Mix::new(w, index, workers, rng))),
+        _ => {
+            let mix = mix::Mix::new(w, index, workers, rng);
+            let mix = match plan.shared::<verify_writes::Shared>() {
+                Some(shared) if w.verify_writes => mix.verifying(w, index, shared),
+                _ => mix,
+            };
+            WorkerTask::Requests(Box::new(mix))
+        }
     }
 }

@@ -85,6 +85,7 @@ pub fn plan(cfg: &RunnerConfig) -> RunPlan {
         paced_workers: publishers,
         shared: Some(shared),
         master_watch: None,
+        cluster_watch: None,
     }
 }
 
@@ -499,6 +500,7 @@ mod tests {
                     latency_ns: 1000,
                     service_ns: 1000,
                     failed: false,
+                    command: 0,
                 };
                 p.on_reply(OP_PUBLISH, &reply, b"", &mut rec);
             }

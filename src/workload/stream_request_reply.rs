@@ -116,6 +116,7 @@ pub fn plan(cfg: &RunnerConfig) -> RunPlan {
         paced_workers: ingress_workers(cfg),
         shared: None,
         master_watch: None,
+        cluster_watch: None,
     }
 }
 
@@ -624,6 +625,7 @@ mod tests {
                 latency_ns: 1000,
                 service_ns: 1000,
                 failed: false,
+                command: 0,
             };
             self.ingress.on_reply(op, &reply, &payload, &mut rec);
         }

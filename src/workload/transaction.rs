@@ -468,6 +468,7 @@ mod tests {
                 latency_ns: 1000,
                 service_ns: 1000,
                 failed: false,
+                command: 0,
             };
             w.on_reply(*op, &reply, &bytes[reply.payload.clone()], &mut rec);
         }

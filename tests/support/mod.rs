@@ -130,6 +130,7 @@ impl RedisServer {
             connect_timeout: Duration::from_secs(5),
             retry: Default::default(),
             sentinel: None,
+            cluster: None,
         }
     }
 

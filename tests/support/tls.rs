@@ -209,5 +209,6 @@ pub fn plain_config(port: u16) -> RedisConfig {
         connect_timeout: Duration::from_secs(5),
         retry: Default::default(),
         sentinel: None,
+        cluster: None,
     }
 }
