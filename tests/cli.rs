@@ -55,6 +55,13 @@ fn bad_input_exits_2_naming_field_and_value() {
         e.contains("operation_weights") || e.contains("weight"),
         "{e}"
     );
+    let e = refused(&["--threads-per-client", "60", "--max-connections", "50"]);
+    assert!(
+        e.contains("redis.max_connections") && e.contains("'60'"),
+        "{e}"
+    );
+    let e = refused(&["--health-check-interval", "soon"]);
+    assert!(e.contains("health_check_interval"), "{e}");
     let e = refused(&["--config-file", "/nonexistent/cfg.yaml"]);
     assert!(e.contains("/nonexistent/cfg.yaml"), "{e}");
 }

@@ -227,3 +227,43 @@ fn unresolvable_host_is_one_line_and_quick() {
     assert!(lines[0].contains("no-such-host.invalid"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// One open-loop run of 2 workers at 4 commands/s for 3 s; every client connection is killed
+/// at 1.3 s, while the workers sit idle between commands. `health` is the
+/// `--health-check-interval`.
+fn idle_kill_run(health: &str) -> serde_json::Value {
+    let server = RedisServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut child = loadgen(work.path())
+        .args(["--port", &server.port.to_string(), "--duration", "3"])
+        .args(["--clients", "1", "--threads-per-client", "2", "--quiet"])
+        .args(["--operations", "SET", "--target-ops-per-second", "4"])
+        .args(["--health-check-interval", health, "--output-file", "r.json"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1300));
+    let killed = server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    assert!(
+        killed.trim().parse::<u32>().unwrap() >= 2,
+        "killed {killed}"
+    );
+    assert!(child.wait().unwrap().success());
+    read_json(&work.path().join("r.json"))
+}
+
+#[test]
+fn health_checks_replace_connections_that_died_while_idle() {
+    // With checks every 0.1 s of idleness, the dead connections are found by PING and
+    // replaced before the next SET: no command fails.
+    let report = idle_kill_run("0.1");
+    let c = &report["connections"];
+    assert!(c["health_checks"].as_u64().unwrap() >= 8, "{c}");
+    assert_eq!(c["health_check_failures"].as_u64().unwrap(), 2, "{c}");
+    assert_eq!(c["reconnection_count"].as_u64().unwrap(), 2, "{c}");
+    assert_eq!(report["failed_commands_count"].as_u64().unwrap(), 0);
+    assert!(report["total_commands_count"].as_u64().unwrap() >= 10);
+    // Without checks the first SET on each dead connection is what finds it.
+    let report = idle_kill_run("0");
+    assert_eq!(report["connections"]["health_checks"].as_u64().unwrap(), 0);
+    assert_eq!(report["failed_commands_count"].as_u64().unwrap(), 2);
+}

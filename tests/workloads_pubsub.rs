@@ -196,6 +196,14 @@ fn killed_subscribers_reconnect_and_report_what_they_lost() {
     assert_eq!(report["connections"]["reconnects"], 2);
     let receive = &report["operations"]["RECEIVE"];
     assert_eq!(receive["errors_by_type"]["connection_error"], 2);
+    // The subscribers' time without a connection is an outage, closed by the resubscribe.
+    let outages = report["outages"].as_array().unwrap();
+    assert_eq!(outages.len(), 1, "{outages:?}");
+    assert!(!outages[0]["open_at_end"].as_bool().unwrap());
+    assert!(
+        outages[0]["duration_s"].as_f64().unwrap() < 1.5,
+        "{outages:?}"
+    );
     // Delivery resumed after the reconnect: the last interval still received messages.
     let last = report["intervals"]
         .as_array()

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use redis_loadgen::client::cluster::ClusterWatch;
 use redis_loadgen::config::{CliAction, load_from_args};
 use redis_loadgen::metrics::MetricsHub;
 use redis_loadgen::runner::worker::Worker;
@@ -72,7 +73,10 @@ fn steady_state_allocations_on(port: u16, batches: u64, extra: &[&str]) -> (u64,
         panic!("config did not load");
     };
     let cfg = Arc::new(cfg);
-    let plan = workload::plan(&cfg);
+    let mut plan = workload::plan(&cfg);
+    if cfg.redis.cluster.is_some() {
+        plan.cluster_watch = Some(ClusterWatch::start(&cfg.redis).expect("slot map"));
+    }
     let hub = MetricsHub::with_counters(1, plan.ops.clone(), plan.counters.clone(), false);
     let mut worker = Worker::connect(0, Arc::clone(&cfg), &plan, &hub, Shutdown::new()).unwrap();
 
@@ -96,6 +100,9 @@ fn steady_state_allocations_on(port: u16, batches: u64, extra: &[&str]) -> (u64,
     let during = allocations() - before;
     done.store(true, Ordering::Relaxed);
     drop(worker); // hands in its last data
+    if let Some(watch) = &plan.cluster_watch {
+        watch.stop();
+    }
     let mut recorded = reporter.join().unwrap();
     let mut rest = hub.new_data();
     hub.collect(&mut rest, Duration::ZERO);
@@ -271,5 +278,30 @@ fn set_get_over_tls_allocates_per_batch_not_per_command() {
     assert!(
         allocs <= 2 * batches,
         "{allocs} allocations during {batches} TLS batches of 50 commands: more than 2 per batch"
+    );
+}
+
+#[test]
+fn cluster_pipelines_split_per_node_allocate_nothing_per_command() {
+    // Three masters: every batch of 50 is split over the three nodes and reassembled.
+    let cluster = support::cluster::Cluster::start(3, 0);
+    let seed = cluster.seed();
+    let (allocs, recorded) = steady_state_allocations_on(
+        cluster.nodes[0].port,
+        2_000,
+        &[
+            "--cluster",
+            "--cluster-nodes",
+            &seed,
+            "--workload-profile",
+            "high_throughput",
+            "--pipeline-size",
+            "50",
+        ],
+    );
+    assert!(recorded >= 100_000, "recorded {recorded}");
+    assert_eq!(
+        allocs, 0,
+        "allocations during 100,000 commands in cluster mode"
     );
 }

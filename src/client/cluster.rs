@@ -909,6 +909,8 @@ impl ClusterPipeline {
             if self.nodes[node].failed.is_none()
                 && !self.ensure_connected(node, cfg, client_name, on)
             {
+                // Between reconnect attempts: the slot map may already point elsewhere.
+                self.watch.request_refresh();
                 self.units[u].state = UnitState::NotSent(ErrorClass::ConnectionError);
                 continue;
             }
@@ -1119,25 +1121,20 @@ impl ClusterPipeline {
         }
     }
 
-    /// `slot` moved from node `from` to node `to`. If `to` is a replica of `from`'s shard, a
-    /// failover promoted it and every slot of the shard moved with it; otherwise (a slot
-    /// migration) only `slot` did. The watcher's refresh confirms either way.
+    /// `slot` moved from node `from` to node `to`. If `to` serves no slot yet, a failover
+    /// promoted it (a replica takes over its master's slots) and every slot of `from` moved
+    /// with it; otherwise (a slot migration between masters) only `slot` did. The watcher's
+    /// refresh confirms either way.
     #[cold]
     fn moved(&mut self, slot: u16, from: u16, to: u16) {
-        let promoted = self
-            .topology
-            .slot_shard
-            .get(slot as usize)
-            .and_then(|&s| self.topology.shards.get(s as usize))
-            .is_some_and(|s| s.replicas.contains(&to));
-        if promoted {
-            for node in &mut self.slot_node {
-                if *node == from {
-                    *node = to;
-                }
-            }
-        } else {
+        if self.slot_node.contains(&to) {
             self.slot_node[slot as usize] = to;
+            return;
+        }
+        for node in &mut self.slot_node {
+            if *node == from {
+                *node = to;
+            }
         }
     }
 

@@ -141,6 +141,14 @@ impl<S: Read + Write> RespConnection<S> {
         }
     }
 
+    /// Health check: writes PING straight to the socket (the request buffer may already hold
+    /// the next batch) and reads its reply. Any reply, even an error, means the connection
+    /// works.
+    pub fn ping(&mut self) -> Result<(), ConnError> {
+        self.stream.write_all(b"*1\r\n$4\r\nPING\r\n")?;
+        self.read_reply().map(|_| ())
+    }
+
     /// When the bytes of the last reply returned by [`read_reply`](Self::read_reply) were read
     /// from the socket. Replies that arrive together share it: one clock read per `read`
     /// call instead of one per reply, and it is when the reply was there, not when we got

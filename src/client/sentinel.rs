@@ -46,10 +46,20 @@ impl MasterWatch {
             .name("sentinel-watch".into())
             .spawn(move || {
                 let mut last = target(&cfg).ok();
+                let mut events: Option<RespConnection<TcpStream>> = None;
                 while !w.stop.load(Ordering::Relaxed) {
+                    if events.is_none() {
+                        events = cfg.sentinel.as_ref().and_then(|s| subscribe(s, &cfg));
+                    }
                     let until = std::time::Instant::now() + MASTER_CHECK_PERIOD;
                     while std::time::Instant::now() < until && !w.stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(20));
+                        // +switch-master ends the wait at once; polling is the fallback.
+                        match events.as_mut().map(|c| switch_announced(c, &cfg)) {
+                            Some(Ok(true)) => break,
+                            Some(Ok(false)) => {}
+                            Some(Err(())) => events = None,
+                            None => std::thread::sleep(Duration::from_millis(20)),
+                        }
                     }
                     // Sentinels that cannot be asked leave the workers alone.
                     if let Ok(now) = target(&cfg)
@@ -78,6 +88,77 @@ impl MasterWatch {
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A connection to the first sentinel that accepts `SUBSCRIBE +switch-master`, reading with a
+/// short timeout so the watcher can poll it.
+fn subscribe(s: &SentinelConfig, cfg: &RedisConfig) -> Option<RespConnection<TcpStream>> {
+    for (host, port) in &s.nodes {
+        let Some(addr) = (host.as_str(), *port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+        else {
+            continue;
+        };
+        let Ok(stream) = TcpStream::connect_timeout(&addr, cfg.connect_timeout) else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        if stream.set_read_timeout(Some(cfg.socket_timeout)).is_err() {
+            continue;
+        }
+        let mut conn = RespConnection::new(stream);
+        if let Some(password) = &s.password {
+            encode::command_args(conn.request_buf(), &[b"AUTH", password.expose().as_bytes()]);
+        }
+        encode::command_args(conn.request_buf(), &[b"SUBSCRIBE", b"+switch-master"]);
+        let answered = conn.flush().is_ok()
+            && (s.password.is_none() || conn.read_frame().is_ok_and(|r| !r.is_error()))
+            && conn.read_frame().is_ok_and(|r| !r.is_error());
+        if answered
+            && conn
+                .stream()
+                .set_read_timeout(Some(Duration::from_millis(20)))
+                .is_ok()
+        {
+            return Some(conn);
+        }
+    }
+    None
+}
+
+/// Reads one event, if one comes within the read timeout: `Ok(true)` for a `+switch-master`
+/// of our master, `Err` when the connection is gone.
+fn switch_announced(conn: &mut RespConnection<TcpStream>, cfg: &RedisConfig) -> Result<bool, ()> {
+    let frame = match conn.read_frame() {
+        Ok(frame) => frame,
+        Err(crate::client::ConnError::Io(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Ok(false);
+        }
+        Err(_) => return Err(()),
+    };
+    let Some(master) = cfg.sentinel.as_ref().map(|s| s.master.as_bytes()) else {
+        return Ok(false);
+    };
+    // ["message", "+switch-master", "<name> <old ip> <old port> <new ip> <new port>"]
+    let payload = conn.payload(&frame);
+    let mut rest = payload;
+    let mut last = &payload[..0];
+    while let Ok(Some((r, used))) = resp::scan(rest) {
+        last = &rest[r.payload];
+        rest = &rest[used..];
+    }
+    let ours = last.starts_with(master) && last.get(master.len()) == Some(&b' ');
+    if ours {
+        tracing::info!(event = %String::from_utf8_lossy(last), "sentinel announced +switch-master");
+    }
+    Ok(ours)
 }
 
 /// The `(host, port)` to connect to: the configured one, the master the sentinels name, or

@@ -332,6 +332,22 @@ pub static FIELDS: &[FieldSpec] = &[
         Kind::Int,
         "Failed reconnect attempts in a row after which a worker stops sending for the rest of the run; 0: never give up",
     ),
+    field(
+        "redis.max_connections",
+        "max-connections",
+        "REDIS_MAX_CONNECTIONS",
+        Some("50"),
+        Kind::Int,
+        "Most connections one client instance's pool may hold; every worker owns its connection(s), so threads-per-client (x nodes in cluster mode) must fit",
+    ),
+    field(
+        "redis.health_check_interval",
+        "health-check-interval",
+        "REDIS_HEALTH_CHECK_INTERVAL",
+        Some("30"),
+        Kind::Duration,
+        "A connection idle this long (seconds or a duration) is checked with PING before its next command and replaced if dead; 0: off",
+    ),
     // --- test ---
     field(
         "test.clients",
@@ -458,7 +474,7 @@ pub static FIELDS: &[FieldSpec] = &[
         "TEST_HASH_TAG",
         Some("false"),
         Kind::Bool,
-        "Put keys in hash-tag groups so multi-key commands and transactions stay in one cluster slot",
+        "Put keys in hash-tag groups so multi-key commands and transactions stay in one cluster slot; default: on in cluster mode",
     ),
     field(
         "workload.value_size",

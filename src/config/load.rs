@@ -765,6 +765,19 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
         },
         sentinel: resolve_sentinel(m, &mut r)?,
         cluster: None,
+        max_connections: r.req(
+            m,
+            "redis.max_connections",
+            |x| parse_uint(x, 1u32, u32::MAX),
+            u32::to_string,
+        )?,
+        health_check_interval: Some(r.req(
+            m,
+            "redis.health_check_interval",
+            parse_duration_or_zero,
+            secs_text,
+        )?)
+        .filter(|d| !d.is_zero()),
     };
     redis.cluster = resolve_cluster(
         m,
@@ -810,6 +823,13 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
             m.req("test.threads_per_client").describe(),
         )));
     }
+    if test.threads_per_client > redis.max_connections {
+        return Err(ConfigError::Conflict(format!(
+            "{} needs more connections than {} allows: every worker owns its connection",
+            m.req("test.threads_per_client").describe(),
+            m.req("redis.max_connections").describe(),
+        )));
+    }
 
     r.set(&m.req("workload.profile"), profile.name.to_string());
     let commands = resolve_commands(m, &mut r)?;
@@ -842,7 +862,18 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
             parse_key_distribution,
             ToString::to_string,
         )?,
-        hash_tag: r.req(m, "workload.hash_tag", parse_bool, bool::to_string)?,
+        hash_tag: {
+            let set = r.req(m, "workload.hash_tag", parse_bool, bool::to_string)?;
+            // Cluster mode: multi-key commands and transactions need their keys in one slot,
+            // so hash tags are on unless the user turned them off.
+            let raw = m.req("workload.hash_tag");
+            if redis.cluster.is_some() && raw.source == Source::Default {
+                r.set(&raw, "true".to_string());
+                true
+            } else {
+                set
+            }
+        },
         value_size,
         expiry_range: r.opt(m, "workload.expiry_range", parse_expiry_range, |(a, b)| {
             format!("{a}-{b}")
@@ -907,6 +938,7 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
         )?,
     };
     check_workload(m, &workload)?;
+    check_cluster_workload(m, &redis, &workload)?;
 
     let path = |x: &Raw| parse_string(x).map(PathBuf::from);
     let path_text = |p: &PathBuf| p.display().to_string();
@@ -997,6 +1029,25 @@ fn check_workload(m: &Merged, w: &WorkloadConfig) -> Result<(), ConfigError> {
         return Err(ConfigError::Conflict(format!(
             "pubsub_test needs at least one subscriber: {}",
             m.req("workload.subscribers").describe()
+        )));
+    }
+    Ok(())
+}
+
+/// Workloads cluster mode cannot run. stream_request_reply's processors and checks use single
+/// connections to one node and its request stream and reply lists live in different slots.
+fn check_cluster_workload(
+    m: &Merged,
+    redis: &RedisConfig,
+    w: &WorkloadConfig,
+) -> Result<(), ConfigError> {
+    if redis.cluster.is_some() && w.kind == WorkloadKind::StreamRequestReply {
+        return Err(ConfigError::Conflict(format!(
+            "stream_request_reply does not run in cluster mode ({} with {}): use a standalone \
+             or Sentinel-managed server, or another workload (command mixes, template, \
+             transaction_test, increment_check, pubsub_test run in cluster mode)",
+            m.req("workload.profile").describe(),
+            m.req("redis.cluster").describe()
         )));
     }
     Ok(())

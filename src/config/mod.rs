@@ -108,6 +108,10 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// How workers reconnect after losing their connection.
     pub retry: RetryPolicy,
+    /// Most connections one client instance holds (`--max-connections`).
+    pub max_connections: u32,
+    /// PING a connection idle this long before using it; `None`: off.
+    pub health_check_interval: Option<Duration>,
     /// Set: the master is found through these sentinels (see `client::sentinel`).
     pub sentinel: Option<SentinelConfig>,
     /// Set: Redis Cluster mode (see `client::cluster`).

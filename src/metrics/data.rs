@@ -130,6 +130,10 @@ pub struct ConnStats {
     /// Cluster mode: commands counted as connection errors without being sent, because
     /// their node could not be reached at the time.
     pub not_sent: u64,
+    /// PINGs sent to connections idle longer than `--health-check-interval`, and how many
+    /// of them found the connection dead (it was replaced before the next command).
+    pub health_checks: u64,
+    pub health_check_failures: u64,
     /// How long a worker's connection was down: from the drop to the next successful connect.
     pub reconnection: Histogram<u64>,
 }
@@ -144,6 +148,8 @@ impl ConnStats {
             gave_up: 0,
             redirects: 0,
             not_sent: 0,
+            health_checks: 0,
+            health_check_failures: 0,
             reconnection: new_histogram(),
         }
     }
@@ -170,6 +176,8 @@ impl ConnStats {
         self.gave_up += other.gave_up;
         self.redirects += other.redirects;
         self.not_sent += other.not_sent;
+        self.health_checks += other.health_checks;
+        self.health_check_failures += other.health_check_failures;
         self.reconnection
             .add(&other.reconnection)
             .expect("histograms share bounds");
@@ -183,6 +191,8 @@ impl ConnStats {
         self.gave_up = 0;
         self.redirects = 0;
         self.not_sent = 0;
+        self.health_checks = 0;
+        self.health_check_failures = 0;
         self.reconnection.reset();
     }
 }

@@ -76,6 +76,9 @@ pub struct IntervalReport {
     pub ops_per_second: f64,
     pub latency_ms: LatencySummary,
     pub reconnects: u64,
+    /// Data-plane connections open at the end of the interval, over every client instance
+    /// (successful connects so far minus connections lost; they all close at the end).
+    pub open_connections: u64,
     /// Per command: commands completed in this interval.
     pub operations: BTreeMap<String, u64>,
     /// The workload's gauges sampled in this interval (e.g. `stream_pending`), latest sample.
@@ -160,6 +163,10 @@ pub struct ConnectionsReport {
     /// Cluster mode: commands counted as connection_error without being sent (their node
     /// was unreachable); the servers never saw them.
     pub not_sent: u64,
+    /// PINGs to connections idle longer than `--health-check-interval`, and how many found
+    /// the connection dead (replaced before the next command).
+    pub health_checks: u64,
+    pub health_check_failures: u64,
     /// Reconnections after a drop, and how long the connection was down (drop to next
     /// successful connect).
     pub reconnection_count: u64,
@@ -182,6 +189,8 @@ impl ConnectionsReport {
             gave_up: c.gave_up,
             redirects: c.redirects,
             not_sent: c.not_sent,
+            health_checks: c.health_checks,
+            health_check_failures: c.health_check_failures,
             reconnection_count: count,
             avg_reconnection_duration_ms: if count > 0 {
                 c.reconnection.mean() / 1e6
@@ -411,6 +420,11 @@ impl ReportBuilder {
                 data.overflow().max_ns,
             ),
             reconnects: data.reconnects,
+            open_connections: self
+                .totals
+                .conn
+                .succeeded
+                .saturating_sub(self.totals.conn.drops),
             operations: data
                 .per_command()
                 .map(|(name, s)| (name.to_string(), s.total()))

@@ -94,6 +94,29 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
         Some(StopOnDrop::Sentinel(watch))
     } else if cfg.redis.cluster.is_some() {
         let watch = ClusterWatch::start(&cfg.redis).map_err(|e| cannot_connect(&cfg, e))?;
+        // Each worker opens a connection to every master (and replica, for replica reads).
+        let topology = watch.topology();
+        let per_worker = topology.shards.len()
+            + if cfg
+                .redis
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.read_from_replicas)
+            {
+                topology.shards.iter().map(|s| s.replicas.len()).sum()
+            } else {
+                0
+            };
+        let needed = per_worker as u64 * u64::from(cfg.test.threads_per_client);
+        if needed > u64::from(cfg.redis.max_connections) {
+            watch.stop();
+            return Err(AppError::Config(
+                crate::config::parse::ConfigError::Conflict(format!(
+                    "the cluster has {per_worker} nodes to connect to, so {} workers per client need {needed} connections, more than redis.max_connections (--max-connections / REDIS_MAX_CONNECTIONS) = {} allows",
+                    cfg.test.threads_per_client, cfg.redis.max_connections
+                )),
+            ));
+        }
         plan.cluster_watch = Some(Arc::clone(&watch));
         Some(StopOnDrop::Cluster(watch))
     } else {
@@ -158,7 +181,7 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     }
 
     let setup = if cfg.workload.prefill {
-        let outcome = prefill::run(&cfg).map_err(|e| {
+        let outcome = prefill::run(&cfg, plan.cluster_watch.as_ref()).map_err(|e| {
             stop.request();
             AppError::Run(format!("prefill failed: {e}"))
         })?;

@@ -57,6 +57,9 @@ pub struct Worker {
     master_watch: Option<(Arc<MasterWatch>, u64)>,
     /// Cluster mode: the worker's node connections and slot map (then `conn` stays `None`).
     cluster: Option<ClusterPipeline>,
+    /// `--health-check-interval`, and when the connection was last used.
+    health_check: Option<Duration>,
+    last_used: Instant,
 }
 
 /// The seed of worker `index`: reproducible from `--seed`, otherwise from the clock.
@@ -100,7 +103,13 @@ impl Worker {
         };
         let batch_size = cfg.workload.batch_size();
         let mut metrics = hub.writer(index);
-        metrics.connect_attempt(true, Instant::now());
+        // One connection, or in cluster mode one per master.
+        let opened = cluster
+            .as_ref()
+            .map_or(1, ClusterPipeline::open_connections);
+        for _ in 0..opened {
+            metrics.connect_attempt(true, Instant::now());
+        }
         Ok(Worker {
             index,
             conn,
@@ -123,6 +132,8 @@ impl Worker {
                 .as_ref()
                 .map(|w| (Arc::clone(w), w.generation())),
             cluster,
+            health_check: cfg.redis.health_check_interval,
+            last_used: Instant::now(),
             cfg,
         })
     }
@@ -202,7 +213,7 @@ impl Worker {
             self.workload
                 .encode_next(&mut self.rng, out, &mut self.sent);
         }
-        let sent = Instant::now();
+        let mut sent = Instant::now();
         if let Some(deadline) = self.deadline
             && sent >= deadline
         {
@@ -210,6 +221,19 @@ impl Worker {
             conn.request_buf().clear();
             return false;
         }
+        if self
+            .health_check
+            .is_some_and(|every| sent.saturating_duration_since(self.last_used) >= every)
+        {
+            if !self.check_health() {
+                return false;
+            }
+            sent = Instant::now();
+        }
+        self.last_used = sent;
+        let Some(conn) = self.conn.as_mut() else {
+            return true;
+        };
         let start = match intended {
             Some(at) => {
                 self.metrics
@@ -262,6 +286,36 @@ impl Worker {
         }
         self.after_batch(errors == self.sent.len());
         true
+    }
+
+    /// The connection sat idle longer than `--health-check-interval` (open loop at a low
+    /// rate, a long error pause): PING it before sending the encoded batch, and on failure
+    /// reconnect and move the batch to the new connection, so no command is lost to a
+    /// connection that died while idle. Returns false if the worker should stop.
+    #[cold]
+    fn check_health(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        self.metrics.data().conn.health_checks += 1;
+        let Err(e) = conn.ping() else {
+            return true;
+        };
+        let batch = std::mem::take(conn.request_buf());
+        self.metrics.data().conn.health_check_failures += 1;
+        self.conn = None;
+        self.metrics.connection_dropped(Instant::now());
+        tracing::info!(worker = self.index, error = %e, "an idle connection failed its health check; reconnecting");
+        if !self.reconnect() {
+            return false;
+        }
+        match self.conn.as_mut() {
+            Some(conn) => {
+                conn.request_buf().extend_from_slice(&batch);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Cluster mode: the batch's units go to the masters of their slots (a batch is split

@@ -7,19 +7,26 @@
 //! is unknown U (sent, but the connection failed or timed out before the reply: the server may
 //! or may not have applied them), and deletes the counters. A <= S <= A + U must hold; an
 //! acknowledged increment the server does not have is `lost`, more increments than were ever
-//! sent is `duplicated`. The load is the plain request/reply loop; not here: a linearizability
-//! checker (only the totals are audited, not the order of operations).
+//! sent is `duplicated`. In cluster mode the counters are read and deleted per slot (MGET and
+//! UNLINK of the counters sharing a slot, sent to its master); with hash tags (the default
+//! there) a group of counters shares a slot. The load is the plain request/reply loop; not
+//! here: a linearizability checker (only the totals are audited, not the order of operations).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use redis::Commands;
 use serde_json::json;
 
+use crate::client::cluster::{ClusterWatch, key_slot};
 use crate::client::encode;
+use crate::client::resp::{self, ReplyKind};
 use crate::config::RunnerConfig;
 use crate::error::ErrorClass;
 use crate::metrics::{OpId, OpTable};
 use crate::output::report::RunReport;
 use crate::workload::keys::{KeySpace, key_name};
-use crate::workload::{WorkerRng, Workload};
+use crate::workload::{RunPlan, WorkerRng, Workload, cluster_io};
 
 /// Counters read per MGET and deleted per UNLINK.
 const CHUNK: usize = 1000;
@@ -134,10 +141,125 @@ fn outcomes(report: &RunReport) -> (u64, u64) {
     (acknowledged, unknown)
 }
 
+/// Adds counter `key`'s value `text` to `total`; a value that is not an integer is noted in
+/// `bad_value` (the first one found).
+fn add_counter(total: &mut i64, bad_value: &mut Option<String>, key: &str, text: &[u8]) {
+    match std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.parse::<i64>().ok())
+    {
+        Some(v) => *total = total.saturating_add(v),
+        None => {
+            bad_value.get_or_insert_with(|| {
+                format!(
+                    "counter {key} holds {:?}, not an integer",
+                    String::from_utf8_lossy(text)
+                )
+            });
+        }
+    }
+}
+
+/// Cluster mode: [`read_and_delete`] per slot. The counters are grouped by slot; each group
+/// (at most [`CHUNK`] keys) is one unit `MGET <keys>` + `UNLINK <keys>` sent to its slot's
+/// master, units of many groups pipelined together.
+fn read_and_delete_cluster(
+    cfg: &RunnerConfig,
+    watch: &Arc<ClusterWatch>,
+) -> Result<(u64, i64), String> {
+    let name = format!("{}-audit", cfg.redis.client_name);
+    let mut pipeline = cluster_io::pipeline(watch, &cfg.redis, &name)
+        .map_err(|e| format!("cannot connect to read the counters: {e}"))?;
+    let prefix = counter_prefix(cfg);
+    let (min, range) = (cfg.workload.key_min, cfg.workload.key_range);
+    let mut by_slot: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+    for n in min..min + range {
+        let key = counter_name(&prefix, cfg.workload.hash_tag, n);
+        by_slot
+            .entry(key_slot(key.as_bytes()))
+            .or_default()
+            .push(key);
+    }
+    let groups: Vec<&[String]> = by_slot
+        .values()
+        .flat_map(|keys| keys.chunks(CHUNK))
+        .collect();
+    let mut total: i64 = 0;
+    let mut bad_value: Option<String> = None;
+    let mut failed: Option<String> = None;
+    // A batch: groups until about CHUNK keys are in it.
+    let mut next = 0;
+    while next < groups.len() {
+        let mut batch = Vec::new();
+        let mut keys = 0;
+        while next < groups.len() && (batch.is_empty() || keys + groups[next].len() <= CHUNK) {
+            keys += groups[next].len();
+            batch.push(groups[next]);
+            next += 1;
+        }
+        pipeline.begin();
+        for (i, group) in batch.iter().enumerate() {
+            for command in ["MGET", "UNLINK"] {
+                let out = pipeline.buf();
+                out.extend_from_slice(&encode::command_start(command, 1 + group.len()));
+                for key in *group {
+                    encode::bulk(out, key.as_bytes());
+                }
+            }
+            pipeline.end_unit(2 * i, 2 * i + 2);
+        }
+        cluster_io::exchange(
+            &mut pipeline,
+            &cfg.redis,
+            &name,
+            2 * batch.len(),
+            "MGET",
+            &mut |op, reply, payload| {
+                let (group, command) = (batch[op / 2], if op % 2 == 0 { "MGET" } else { "UNLINK" });
+                if reply.kind == ReplyKind::Error {
+                    failed.get_or_insert_with(|| {
+                        format!(
+                            "{command} of the counters failed: {}",
+                            String::from_utf8_lossy(payload)
+                        )
+                    });
+                    return;
+                }
+                if command == "UNLINK" {
+                    return;
+                }
+                // The elements of MGET's array, one per key: a bulk value or nil.
+                let mut rest = payload;
+                for key in group {
+                    let Ok(Some((value, used))) = resp::scan(rest) else {
+                        failed.get_or_insert_with(|| "MGET of the counters: short reply".into());
+                        return;
+                    };
+                    if value.kind == ReplyKind::Bulk {
+                        add_counter(&mut total, &mut bad_value, key, &rest[value.payload]);
+                    }
+                    rest = &rest[used..];
+                }
+            },
+        )
+        .map_err(|e| format!("reading the counters failed: {e}"))?;
+        if let Some(error) = failed {
+            return Err(error);
+        }
+    }
+    match bad_value {
+        Some(error) => Err(error),
+        None => Ok((range, total)),
+    }
+}
+
 /// Reads every counter (MGET in chunks) and returns how many keys there are and their sum,
 /// deleting them as it goes (UNLINK in chunks) so runs do not pile up keys; a counter that is
 /// not an integer fails the audit but is deleted too.
-fn read_and_delete(cfg: &RunnerConfig) -> Result<(u64, i64), String> {
+fn read_and_delete(cfg: &RunnerConfig, plan: &RunPlan) -> Result<(u64, i64), String> {
+    if let Some(watch) = &plan.cluster_watch {
+        return read_and_delete_cluster(cfg, watch);
+    }
     let mut conn = crate::control::connection(&cfg.redis)
         .map_err(|e| format!("cannot connect to read the counters: {e}"))?;
     let prefix = counter_prefix(cfg);
@@ -158,14 +280,8 @@ fn read_and_delete(cfg: &RunnerConfig) -> Result<(u64, i64), String> {
             .query(&mut conn)
             .map_err(|e| format!("MGET of the counters failed: {e}"))?;
         for (key, value) in chunk.iter().zip(&values) {
-            let Some(text) = value else { continue };
-            match text.parse::<i64>() {
-                Ok(v) => total = total.saturating_add(v),
-                Err(_) => {
-                    bad_value.get_or_insert_with(|| {
-                        format!("counter {key} holds {text:?}, not an integer")
-                    });
-                }
+            if let Some(text) = value {
+                add_counter(&mut total, &mut bad_value, key, text.as_bytes());
             }
         }
         let _: u64 = conn
@@ -180,9 +296,9 @@ fn read_and_delete(cfg: &RunnerConfig) -> Result<(u64, i64), String> {
 
 /// The audit for the report's `checks`: `{"increment_check": {...}}`, or
 /// `{"increment_check": {"error": ...}}` when the counters could not be read.
-pub fn verify(cfg: &RunnerConfig, report: &RunReport) -> serde_json::Value {
+pub fn verify(cfg: &RunnerConfig, plan: &RunPlan, report: &RunReport) -> serde_json::Value {
     let (acknowledged, unknown) = outcomes(report);
-    let body = match read_and_delete(cfg) {
+    let body = match read_and_delete(cfg, plan) {
         Ok((keys, server_total)) => {
             let audit = Audit::new(keys, acknowledged, unknown, server_total);
             if !audit.ok() {

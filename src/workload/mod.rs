@@ -8,6 +8,7 @@
 //! run an [`OwnLoop`] instead. Not here: sending, timing and the metrics plumbing (the runner
 //! does that, the same way for every workload).
 
+pub mod cluster_io;
 pub mod increment_check;
 pub mod keys;
 pub mod mix;
@@ -249,7 +250,7 @@ pub fn gauge_names(cfg: &RunnerConfig) -> &'static [&'static str] {
 /// report's `checks`. `plan` is the run's plan, with the state its workers handed in.
 pub fn verify(cfg: &RunnerConfig, plan: &RunPlan, report: &RunReport) -> Option<serde_json::Value> {
     match cfg.workload.kind {
-        WorkloadKind::IncrementCheck => Some(increment_check::verify(cfg, report)),
+        WorkloadKind::IncrementCheck => Some(increment_check::verify(cfg, plan, report)),
         WorkloadKind::StreamRequestReply => Some(stream_request_reply::verify(cfg, report)),
         _ if cfg.workload.verify_writes => Some(verify_writes::verify(cfg, plan, report)),
         _ => None,

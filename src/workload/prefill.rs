@@ -2,19 +2,24 @@
 //!
 //! One data-plane connection sends pipelined writes for every data type the mix reads, keyed
 //! exactly as the mix keys them. What it sends is counted per command and reported apart from
-//! the measured run (setup traffic), so the server's own counters still add up.
+//! the measured run (setup traffic), so the server's own counters still add up. In cluster
+//! mode the writes go through a cluster pipeline of their own (each to its slot's master);
+//! a MOVED/ASK reply is one more call the server saw, so it is counted (as an error reply,
+//! as the workers count it) besides the command's final reply.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand_core::SeedableRng;
 
+use crate::client::cluster::ClusterWatch;
 use crate::client::{ConnectError, ReplyKind, connect, encode};
 use crate::command::Family;
 use crate::config::RunnerConfig;
-use crate::workload::WorkerRng;
 use crate::workload::keys::{KeySpace, ValueSource};
 use crate::workload::mix::{RANGE_COUNT, prefix};
+use crate::workload::{WorkerRng, cluster_io};
 
 /// Writes sent per round trip.
 const PIPELINE: u64 = 1000;
@@ -89,42 +94,87 @@ fn encode_fill(
     name
 }
 
-/// Fills every key of the range for each data type the mix uses.
-pub fn run(cfg: &RunnerConfig) -> Result<PrefillOutcome, ConnectError> {
+/// Fills every key of the range for each data type the mix uses; in cluster mode (`cluster`:
+/// the run's slot-map watcher) through the cluster's masters.
+pub fn run(
+    cfg: &RunnerConfig,
+    cluster: Option<&Arc<ClusterWatch>>,
+) -> Result<PrefillOutcome, ConnectError> {
     let started = Instant::now();
     let name = format!("{}-prefill", cfg.redis.client_name);
-    let mut conn = connect(&cfg.redis, &name)?;
     let mut rng = WorkerRng::seed_from_u64(cfg.test.seed.unwrap_or(0) ^ 0x5eed);
     let values = ValueSource::new(&cfg.workload.value_size, &mut rng);
     let keys = KeySpace::new(&cfg.workload, 0, 1);
     let mut outcome = PrefillOutcome::default();
     let first = cfg.workload.key_min;
     let end = first + cfg.workload.key_range;
-    for family in families(cfg) {
-        let mut n = first;
-        while n < end {
-            let batch_end = (n + PIPELINE).min(end);
-            let mut name = "";
-            for key in n..batch_end {
-                name = encode_fill(
-                    cfg,
-                    family,
-                    &keys,
-                    key,
-                    &values,
-                    &mut rng,
-                    conn.request_buf(),
-                );
-            }
-            conn.flush()?;
-            for _ in n..batch_end {
-                let reply = conn.read_reply()?;
-                if reply.kind == ReplyKind::Error {
-                    outcome.errors += 1;
+    match cluster {
+        Some(watch) => {
+            let mut pipeline = cluster_io::pipeline(watch, &cfg.redis, &name)?;
+            let mut redirects_total = 0;
+            for family in families(cfg) {
+                let mut n = first;
+                while n < end {
+                    let batch_end = (n + PIPELINE).min(end);
+                    let mut command = "";
+                    pipeline.begin();
+                    for (op, key) in (n..batch_end).enumerate() {
+                        command =
+                            encode_fill(cfg, family, &keys, key, &values, &mut rng, pipeline.buf());
+                        pipeline.end_unit(op, op + 1);
+                    }
+                    let mut errors = 0;
+                    let redirects = cluster_io::exchange(
+                        &mut pipeline,
+                        &cfg.redis,
+                        &name,
+                        (batch_end - n) as usize,
+                        command,
+                        &mut |_, reply, _| errors += u64::from(reply.kind == ReplyKind::Error),
+                    )?;
+                    outcome.errors += errors + redirects;
+                    redirects_total += redirects;
+                    *outcome.commands.entry(command.to_string()).or_default() +=
+                        batch_end - n + redirects;
+                    n = batch_end;
                 }
             }
-            *outcome.commands.entry(name.to_string()).or_default() += batch_end - n;
-            n = batch_end;
+            if redirects_total > 0 {
+                tracing::info!(
+                    redirects = redirects_total,
+                    "prefill: MOVED/ASK replies followed (counted as setup calls and errors)"
+                );
+            }
+        }
+        None => {
+            let mut conn = connect(&cfg.redis, &name)?;
+            for family in families(cfg) {
+                let mut n = first;
+                while n < end {
+                    let batch_end = (n + PIPELINE).min(end);
+                    let mut name = "";
+                    for key in n..batch_end {
+                        name = encode_fill(
+                            cfg,
+                            family,
+                            &keys,
+                            key,
+                            &values,
+                            &mut rng,
+                            conn.request_buf(),
+                        );
+                    }
+                    conn.flush()?;
+                    for _ in n..batch_end {
+                        let reply = conn.read_reply()?;
+                        if reply.kind == ReplyKind::Error {
+                            outcome.errors += 1;
+                        }
+                    }
+                    *outcome.commands.entry(name.to_string()).or_default() += batch_end - n;
+                    n = batch_end;
+                }
+            }
         }
     }
     outcome.duration_s = started.elapsed().as_secs_f64();

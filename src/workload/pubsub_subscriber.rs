@@ -330,8 +330,14 @@ impl Subscriber {
     #[cold]
     fn connection_lost(&mut self, metrics: &mut ShardWriter, class: ErrorClass, why: &str) {
         metrics.record_error(OP_RECEIVE, class);
+        let now = Instant::now();
         if self.conn.take().is_some() {
-            metrics.connection_dropped(Instant::now());
+            metrics.connection_dropped(now);
+        }
+        // A subscriber without its connection misses messages: an outage until it is
+        // subscribed again.
+        if crate::metrics::outage::is_outage_class(class) {
+            metrics.outage_failures(now, 1);
         }
         tracing::warn!(subscriber = self.index, error_type = %class, error = why,
             "subscriber connection lost; reconnecting");
@@ -349,7 +355,9 @@ impl Subscriber {
                     return false;
                 }
                 self.conn = Some(conn);
-                ctx.metrics.connect_attempt(true, Instant::now());
+                let now = Instant::now();
+                ctx.metrics.connect_attempt(true, now);
+                ctx.metrics.command_succeeded(now);
                 tracing::info!(subscriber = self.index, "reconnected and resubscribed");
                 true
             }

@@ -13,19 +13,20 @@
 //!
 //! Per command nothing is allocated: the stamp is written with `itoa` into a reused buffer,
 //! the ledger and the in-flight table are allocated when the worker is built. Not here: which
-//! keys are drawn (the configured distribution, `keys.rs`), reading back in cluster mode (one
-//! function, [`read_back`], is where the routing goes).
+//! keys are drawn (the configured distribution, `keys.rs`). In cluster mode [`read_back`]
+//! sends each GET to its slot's master through a cluster pipeline of its own.
 
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
+use crate::client::cluster::ClusterWatch;
 use crate::client::resp::{Reply, ReplyKind};
 use crate::client::{ConnectError, encode};
 use crate::config::{RunnerConfig, WorkloadConfig};
 use crate::output::report::RunReport;
 use crate::workload::keys::{KeySpace, key_name};
-use crate::workload::{RunPlan, WorkerRng};
+use crate::workload::{RunPlan, WorkerRng, cluster_io};
 
 /// Workload counter: GETs that saw less than had been acknowledged before they were sent.
 pub const STALE_READS: usize = 0;
@@ -273,15 +274,41 @@ pub fn shared() -> Arc<Shared> {
     Arc::new(Shared::default())
 }
 
-/// Reads `keys` back with pipelined GETs over one data-plane connection, in order; `None` for
-/// a key that does not exist. An error reply fails the read-back (its answer is unknown).
+/// Reads `keys` back with pipelined GETs over one data-plane connection (in cluster mode,
+/// `cluster`: one per master, each GET to its slot's master), in order; `None` for a key that
+/// does not exist. An error reply fails the read-back (its answer is unknown).
 pub fn read_back(
     cfg: &RunnerConfig,
+    cluster: Option<&Arc<ClusterWatch>>,
     keys: &[String],
 ) -> Result<Vec<Option<Vec<u8>>>, ConnectError> {
     let name = format!("{}-verify", cfg.redis.client_name);
-    let mut conn = crate::client::connect(&cfg.redis, &name)?;
     let mut values = Vec::with_capacity(keys.len());
+    if let Some(watch) = cluster {
+        let mut pipeline = cluster_io::pipeline(watch, &cfg.redis, &name)?;
+        for chunk in keys.chunks(READ_BACK_BATCH) {
+            pipeline.begin();
+            for (op, key) in chunk.iter().enumerate() {
+                encode::command_args(pipeline.buf(), &[b"GET", key.as_bytes()]);
+                pipeline.end_unit(op, op + 1);
+            }
+            let mut read: Vec<Result<Option<Vec<u8>>, ConnectError>> =
+                (0..chunk.len()).map(|_| Ok(None)).collect();
+            cluster_io::exchange(
+                &mut pipeline,
+                &cfg.redis,
+                &name,
+                chunk.len(),
+                "GET",
+                &mut |op, reply, payload| read[op] = read_value(&chunk[op], reply, payload),
+            )?;
+            for value in read {
+                values.push(value?);
+            }
+        }
+        return Ok(values);
+    }
+    let mut conn = crate::client::connect(&cfg.redis, &name)?;
     for chunk in keys.chunks(READ_BACK_BATCH) {
         let out = conn.request_buf();
         for key in chunk {
@@ -290,24 +317,23 @@ pub fn read_back(
         conn.flush()?;
         for key in chunk {
             let reply = conn.read_reply()?;
-            let payload = conn.payload(&reply);
-            values.push(match reply.kind {
-                ReplyKind::Nil => None,
-                ReplyKind::Bulk => Some(payload.to_vec()),
-                _ => {
-                    return Err(ConnectError::Rejected {
-                        command: "GET",
-                        message: format!(
-                            "reading back {key}: {}",
-                            String::from_utf8_lossy(payload)
-                        ),
-                        class: crate::error::ErrorClass::from_error_reply(payload),
-                    });
-                }
-            });
+            values.push(read_value(key, &reply, conn.payload(&reply))?);
         }
     }
     Ok(values)
+}
+
+/// A GET's reply as a value: the bytes, `None` for a missing key, an error otherwise.
+fn read_value(key: &str, reply: &Reply, payload: &[u8]) -> Result<Option<Vec<u8>>, ConnectError> {
+    match reply.kind {
+        ReplyKind::Nil => Ok(None),
+        ReplyKind::Bulk => Ok(Some(payload.to_vec())),
+        _ => Err(ConnectError::Rejected {
+            command: "GET",
+            message: format!("reading back {key}: {}", String::from_utf8_lossy(payload)),
+            class: crate::error::ErrorClass::from_error_reply(payload),
+        }),
+    }
 }
 
 /// The check's figures.
@@ -397,7 +423,7 @@ pub fn verify(cfg: &RunnerConfig, plan: &RunPlan, report: &RunReport) -> serde_j
         }
     }
     findings.keys_checked = keys.len() as u64;
-    let body = match read_back(cfg, &keys) {
+    let body = match read_back(cfg, plan.cluster_watch.as_ref(), &keys) {
         Ok(values) => {
             let (lost, sample, landed) = Findings::compare(&keys, &expected, &values);
             findings.lost_writes = lost;

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod sentinel;
 pub mod tls;
 
@@ -131,6 +132,8 @@ impl RedisServer {
             retry: Default::default(),
             sentinel: None,
             cluster: None,
+            max_connections: 50,
+            health_check_interval: None,
         }
     }
 
@@ -274,7 +277,16 @@ pub fn assert_counts_match(
     before: &BTreeMap<String, CommandCalls>,
     report: &serde_json::Value,
 ) {
-    let after = server.commandstats();
+    assert_counts_match_stats(before, &server.commandstats(), report);
+}
+
+/// [`assert_counts_match`] on commandstats taken by the caller (e.g. summed over the nodes of
+/// a cluster).
+pub fn assert_counts_match_stats(
+    before: &BTreeMap<String, CommandCalls>,
+    after: &BTreeMap<String, CommandCalls>,
+    report: &serde_json::Value,
+) {
     let ops = report["operations"].as_object().expect("operations object");
     assert!(!ops.is_empty(), "no operations reported");
     let phase = |phase: &str, name: &str| report[phase]["operations"][name].as_u64().unwrap_or(0);

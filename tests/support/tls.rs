@@ -210,5 +210,7 @@ pub fn plain_config(port: u16) -> RedisConfig {
         retry: Default::default(),
         sentinel: None,
         cluster: None,
+        max_connections: 50,
+        health_check_interval: None,
     }
 }
