@@ -39,6 +39,29 @@ ensure_redis() {
 
 ensure_redis
 
+# Installs Debian's prometheus package (prometheus + promtool: tests/prometheus.rs checks the
+# /metrics exposition with promtool and lets a real Prometheus scrape a run) when missing.
+ensure_prometheus() {
+    if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "== installing prometheus (apt)"
+    if ! command -v apt-get >/dev/null 2>&1 || [[ $(id -u) -ne 0 ]]; then
+        echo "error: prometheus/promtool are not installed and apt-get is unavailable or this" >&2
+        echo "       script is not running as root; run: sudo apt-get install -y prometheus" >&2
+        exit 1
+    fi
+    if ! apt-cache show prometheus >/dev/null 2>&1; then
+        apt-get update
+    fi
+    if ! apt-get install -y --no-install-recommends prometheus; then
+        apt-get update
+        apt-get install -y --no-install-recommends prometheus
+    fi
+}
+
+ensure_prometheus
+
 echo "== fmt"
 cargo fmt --all -- --check
 

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod output;
 pub mod runner;
 pub mod shutdown;
+pub mod telemetry;
 pub mod workload;
 
 pub use error::{AppError, ExitCode};

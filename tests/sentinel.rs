@@ -1,7 +1,9 @@
 //! Sentinel mode on real processes (master, replica, three redis-sentinel): the run finds the
 //! master through the sentinels and follows it through `SENTINEL FAILOVER`, a master demoted
 //! behind the sentinels' back (-READONLY) and kill -9 of the master, without crashing or losing
-//! counts. Bad `--sentinel-nodes` entries are a config error.
+//! counts. Sentinels on TLS only and sentinels with an ACL user are found with the matching
+//! settings and refused with one clear line without them. Bad `--sentinel-nodes` entries are a
+//! config error.
 
 mod support;
 
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::sentinel::{MASTER_NAME, SentinelSetup};
+use support::tls::Certs;
 use support::{assert_matches_schema, free_port, loadgen, read_json};
 
 /// A SET-only run of 2 workers through the sentinels of `setup` for `seconds`, writing
@@ -280,4 +283,185 @@ fn a_killed_master_is_replaced_after_one_outage() {
         measured > real - 0.3 && measured < real + 1.0,
         "outage {measured} s vs promotion after {real} s"
     );
+}
+
+/// A 1 s SET run of 2 workers through the sentinels of `setup` with `extra` arguments, writing
+/// `r.json` in `work`; `--port` points at nothing, so only discovery can find the master.
+fn short_run(
+    setup: &SentinelSetup,
+    work: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    spawn_short_run(setup, work, extra)
+        .wait_with_output()
+        .unwrap()
+}
+
+/// [`short_run`], checking mid-run that the run's watcher subscribed to `+switch-master` on
+/// the first sentinel (so failovers are announced over TLS / with the ACL user too).
+fn short_run_subscribed(
+    setup: &SentinelSetup,
+    work: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let child = spawn_short_run(setup, work, extra);
+    std::thread::sleep(Duration::from_millis(600));
+    let clients = setup.cli(0, &["CLIENT", "LIST"]);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        clients.lines().any(|c| c.contains(" sub=1 ")),
+        "no subscriber on the first sentinel: {clients}"
+    );
+    out
+}
+
+fn spawn_short_run(
+    setup: &SentinelSetup,
+    work: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Child {
+    loadgen(work)
+        .args(["--port", &free_port().to_string()])
+        .args(["--sentinel-nodes", &setup.nodes()])
+        .args([
+            "--duration",
+            "1",
+            "--clients",
+            "1",
+            "--threads-per-client",
+            "2",
+        ])
+        .args(["--operations", "SET", "--quiet", "--output-file", "r.json"])
+        .args(["--connect-timeout", "1"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The run succeeded and the master (as its own INFO commandstats count them) ran exactly the
+/// SETs the report counts, without a failure.
+fn assert_found_master(
+    setup: &SentinelSetup,
+    work: &std::path::Path,
+    out: &std::process::Output,
+    before: u64,
+) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = read_json(&work.join("r.json"));
+    assert_matches_schema(&report);
+    let sets = u64_at(&report["operations"]["SET"], "success");
+    assert!(sets > 0);
+    assert_eq!(u64_at(&report, "failed_commands_count"), 0);
+    assert_eq!(
+        set_calls(&setup.master) - before,
+        sets,
+        "the master ran every SET"
+    );
+}
+
+/// A run refused at connect time: exit 1 within a few seconds, one line on stderr that
+/// contains every one of `needles`.
+fn assert_refused(out: &std::process::Output, took: Duration, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line: {err}");
+    for needle in needles {
+        assert!(lines[0].contains(needle), "{needle:?} in {err}");
+    }
+    assert!(took < Duration::from_secs(5), "refused after {took:?}");
+    println!("refused in {:.2} s: {}", took.as_secs_f64(), lines[0]);
+}
+
+#[test]
+fn sentinels_on_tls_only_are_asked_over_tls() {
+    let certs = Certs::make();
+    let setup = SentinelSetup::start_tls(&certs);
+    let work = tempfile::tempdir().unwrap();
+    let ca = certs.arg("ca.crt");
+    // --sentinel-tls is not given: it follows --tls.
+    let before = set_calls(&setup.master);
+    let out = short_run_subscribed(&setup, work.path(), &["--tls", "--tls-ca-file", &ca]);
+    assert_found_master(&setup, work.path(), &out, before);
+
+    // Plain text to a TLS-only sentinel: the sentinel hangs up; the error says so.
+    let started = Instant::now();
+    let out = short_run(
+        &setup,
+        work.path(),
+        &["--tls", "--tls-ca-file", &ca, "--sentinel-tls=false"],
+    );
+    assert_refused(&out, started.elapsed(), &["sentinel", "--sentinel-tls"]);
+}
+
+#[test]
+fn sentinels_with_an_acl_user_take_auth_with_the_user_name() {
+    let setup = SentinelSetup::start_acl("app", "secret");
+    let work = tempfile::tempdir().unwrap();
+    let before = set_calls(&setup.master);
+    let out = short_run_subscribed(
+        &setup,
+        work.path(),
+        &[
+            "--sentinel-username",
+            "app",
+            "--sentinel-password",
+            "secret",
+        ],
+    );
+    assert_found_master(&setup, work.path(), &out, before);
+
+    // A wrong user name, and the password alone (that is the default user's AUTH).
+    for extra in [
+        &[
+            "--sentinel-username",
+            "nobody",
+            "--sentinel-password",
+            "secret",
+        ][..],
+        &["--sentinel-password", "secret"][..],
+    ] {
+        let started = Instant::now();
+        let out = short_run(&setup, work.path(), extra);
+        assert_refused(&out, started.elapsed(), &["AUTH", "WRONGPASS"]);
+    }
+}
+
+#[test]
+fn sentinel_tls_and_user_name_need_their_companions() {
+    let work = tempfile::tempdir().unwrap();
+    for (args, needles) in [
+        (
+            &["--sentinel-tls"][..],
+            &["redis.sentinel_tls", "redis.tls"][..],
+        ),
+        (
+            &["--sentinel-username", "app"][..],
+            &["redis.sentinel_username", "redis.sentinel_password"][..],
+        ),
+    ] {
+        let out = loadgen(work.path())
+            .args([
+                "--sentinel-nodes",
+                "127.0.0.1:1",
+                "--duration",
+                "0.1",
+                "--quiet",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{args:?}: {needle} in {err}");
+        }
+    }
 }

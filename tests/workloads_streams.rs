@@ -332,6 +332,13 @@ fn killed_connections_reconnect_and_every_request_is_accounted_for() {
     let report = read_json(&work.path().join("r.json"));
     assert_eq!(report["end_reason"], "duration");
     assert_eq!(report["connections"]["reconnects"], 6);
+    // Ingress workers and processors alike open outage edges; every window closed again.
+    let outages = report["outages"].as_array().unwrap();
+    assert!(!outages.is_empty(), "{outages:?}");
+    assert!(
+        outages.iter().all(|o| !o["open_at_end"].as_bool().unwrap()),
+        "{outages:?}"
+    );
     let (requests, replies, unanswered) = (
         counter(&report, "requests"),
         counter(&report, "replies"),

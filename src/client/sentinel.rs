@@ -4,9 +4,10 @@
 //! [`target`] is the one address resolution used by the data plane ([`super::connect`]) and
 //! the control plane ([`crate::control::connection`]), so both always talk to the same
 //! server. In Sentinel mode every call asks the sentinels again (on short-lived connections,
-//! in the configured order, the first answer wins): a reconnect after a failover finds the new
-//! master. Not here: noticing that a master was demoted (the worker drops its connection on a
-//! `-READONLY` reply; [`check_master`] refuses a connection to a replica).
+//! TLS and `AUTH [<user>] <password>` as configured, in the configured order, the first answer
+//! wins): a reconnect after a failover finds the new master. Not here: noticing that a master
+//! was demoted (the worker drops its connection on a `-READONLY` reply; [`check_master`]
+//! refuses a connection to a replica).
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -14,9 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::client::conn::{ConnectError, RespConnection};
+use crate::client::conn::{ConnError, ConnectError, RespConnection};
 use crate::client::encode;
 use crate::client::resp::{self, ReplyKind};
+use crate::client::tls::DataStream;
 use crate::config::{RedisConfig, SentinelConfig};
 use crate::error::ErrorClass;
 
@@ -32,6 +34,8 @@ pub const MASTER_CHECK_PERIOD: Duration = Duration::from_millis(500);
 pub struct MasterWatch {
     generation: AtomicU64,
     stop: AtomicBool,
+    /// The master the sentinels named at the last look.
+    master: std::sync::Mutex<Option<(String, u16)>>,
 }
 
 impl MasterWatch {
@@ -40,13 +44,15 @@ impl MasterWatch {
         let watch = Arc::new(MasterWatch {
             generation: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            master: std::sync::Mutex::new(None),
         });
         let w = Arc::clone(&watch);
         let spawned = std::thread::Builder::new()
             .name("sentinel-watch".into())
             .spawn(move || {
                 let mut last = target(&cfg).ok();
-                let mut events: Option<RespConnection<TcpStream>> = None;
+                *w.master.lock().unwrap_or_else(|p| p.into_inner()) = last.clone();
+                let mut events: Option<RespConnection<DataStream>> = None;
                 while !w.stop.load(Ordering::Relaxed) {
                     if events.is_none() {
                         events = cfg.sentinel.as_ref().and_then(|s| subscribe(s, &cfg));
@@ -65,6 +71,7 @@ impl MasterWatch {
                     if let Ok(now) = target(&cfg)
                         && last.as_ref() != Some(&now)
                     {
+                        *w.master.lock().unwrap_or_else(|p| p.into_inner()) = Some(now.clone());
                         if last.is_some() {
                             tracing::warn!(master = %format!("{}:{}", now.0, now.1), "the sentinels name another master; workers reconnect");
                             w.generation.fetch_add(1, Ordering::AcqRel);
@@ -77,6 +84,15 @@ impl MasterWatch {
             tracing::warn!(error = %e, "cannot start the sentinel watcher; workers follow the master on errors only");
         }
         watch
+    }
+
+    /// The master the sentinels named at the watcher's last look (checked only when the
+    /// generation moved, never per command).
+    pub fn master(&self) -> Option<(String, u16)> {
+        self.master
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Bumped every time the sentinels name another master.
@@ -92,30 +108,16 @@ impl MasterWatch {
 
 /// A connection to the first sentinel that accepts `SUBSCRIBE +switch-master`, reading with a
 /// short timeout so the watcher can poll it.
-fn subscribe(s: &SentinelConfig, cfg: &RedisConfig) -> Option<RespConnection<TcpStream>> {
+fn subscribe(s: &SentinelConfig, cfg: &RedisConfig) -> Option<RespConnection<DataStream>> {
     for (host, port) in &s.nodes {
-        let Some(addr) = (host.as_str(), *port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-        else {
+        let Ok(mut conn) = connect(host, *port, s, cfg.connect_timeout, cfg.socket_timeout) else {
             continue;
         };
-        let Ok(stream) = TcpStream::connect_timeout(&addr, cfg.connect_timeout) else {
+        if auth(&mut conn, s).is_err() {
             continue;
-        };
-        let _ = stream.set_nodelay(true);
-        if stream.set_read_timeout(Some(cfg.socket_timeout)).is_err() {
-            continue;
-        }
-        let mut conn = RespConnection::new(stream);
-        if let Some(password) = &s.password {
-            encode::command_args(conn.request_buf(), &[b"AUTH", password.expose().as_bytes()]);
         }
         encode::command_args(conn.request_buf(), &[b"SUBSCRIBE", b"+switch-master"]);
-        let answered = conn.flush().is_ok()
-            && (s.password.is_none() || conn.read_frame().is_ok_and(|r| !r.is_error()))
-            && conn.read_frame().is_ok_and(|r| !r.is_error());
+        let answered = conn.flush().is_ok() && conn.read_frame().is_ok_and(|r| !r.is_error());
         if answered
             && conn
                 .stream()
@@ -130,7 +132,7 @@ fn subscribe(s: &SentinelConfig, cfg: &RedisConfig) -> Option<RespConnection<Tcp
 
 /// Reads one event, if one comes within the read timeout: `Ok(true)` for a `+switch-master`
 /// of our master, `Err` when the connection is gone.
-fn switch_announced(conn: &mut RespConnection<TcpStream>, cfg: &RedisConfig) -> Result<bool, ()> {
+fn switch_announced(conn: &mut RespConnection<DataStream>, cfg: &RedisConfig) -> Result<bool, ()> {
     let frame = match conn.read_frame() {
         Ok(frame) => frame,
         Err(crate::client::ConnError::Io(e))
@@ -205,14 +207,35 @@ fn ask(
     connect_timeout: Duration,
     socket_timeout: Duration,
 ) -> Result<(String, u16), ConnectError> {
+    let conn = connect(host, port, s, connect_timeout, socket_timeout)?;
+    query(conn, s).map_err(|e| plain_on_tls_hint(s, e))
+}
+
+/// A connection to one sentinel, TLS if configured (the handshake bounded by the connect
+/// timeout, as on the data plane: a plain port never answers a ClientHello).
+fn connect(
+    host: &str,
+    port: u16,
+    s: &SentinelConfig,
+    connect_timeout: Duration,
+    socket_timeout: Duration,
+) -> Result<RespConnection<DataStream>, ConnectError> {
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
     for addr in (host, port).to_socket_addrs()? {
         match TcpStream::connect_timeout(&addr, connect_timeout) {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
-                stream.set_read_timeout(Some(socket_timeout))?;
-                stream.set_write_timeout(Some(socket_timeout))?;
-                return query(RespConnection::new(stream), s);
+                let stream = match &s.tls {
+                    Some(tls) => {
+                        stream.set_read_timeout(Some(connect_timeout))?;
+                        stream.set_write_timeout(Some(connect_timeout))?;
+                        DataStream::tls(tls, host, stream)?
+                    }
+                    None => DataStream::Plain(stream),
+                };
+                stream.tcp().set_read_timeout(Some(socket_timeout))?;
+                stream.tcp().set_write_timeout(Some(socket_timeout))?;
+                return Ok(RespConnection::new(stream));
             }
             Err(e) => last_error = e,
         }
@@ -220,18 +243,53 @@ fn ask(
     Err(last_error.into())
 }
 
+/// `AUTH [<user>] <password>` if a password is configured.
+fn auth<S: Read + Write>(
+    conn: &mut RespConnection<S>,
+    s: &SentinelConfig,
+) -> Result<(), ConnectError> {
+    let Some(password) = &s.password else {
+        return Ok(());
+    };
+    let password = password.expose().as_bytes();
+    match &s.username {
+        Some(user) => {
+            encode::command_args(conn.request_buf(), &[b"AUTH", user.as_bytes(), password]);
+        }
+        None => encode::command_args(conn.request_buf(), &[b"AUTH", password]),
+    }
+    conn.flush()?;
+    let reply = conn.read_reply()?;
+    if reply.is_error() {
+        return Err(rejected("AUTH", conn.payload(&reply)));
+    }
+    Ok(())
+}
+
+/// A TLS sentinel closes a plain connection at once: say so instead of a bare "closed".
+fn plain_on_tls_hint(s: &SentinelConfig, e: ConnectError) -> ConnectError {
+    let closed = match &e {
+        ConnectError::Conn(ConnError::Closed) => true,
+        ConnectError::Conn(ConnError::Io(io)) | ConnectError::Io(io) => matches!(
+            io.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    };
+    if closed && s.tls.is_none() {
+        return ConnectError::Io(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "the sentinel closed the connection (a TLS port? try --sentinel-tls)",
+        ));
+    }
+    e
+}
+
 fn query<S: Read + Write>(
     mut conn: RespConnection<S>,
     s: &SentinelConfig,
 ) -> Result<(String, u16), ConnectError> {
-    if let Some(password) = &s.password {
-        encode::command_args(conn.request_buf(), &[b"AUTH", password.expose().as_bytes()]);
-        conn.flush()?;
-        let reply = conn.read_reply()?;
-        if reply.is_error() {
-            return Err(rejected("AUTH", conn.payload(&reply)));
-        }
-    }
+    auth(&mut conn, s)?;
     encode::command_args(
         conn.request_buf(),
         &[b"SENTINEL", b"GET-MASTER-ADDR-BY-NAME", s.master.as_bytes()],

@@ -285,6 +285,22 @@ pub static FIELDS: &[FieldSpec] = &[
         )
     },
     field(
+        "redis.sentinel_username",
+        "sentinel-username",
+        "REDIS_SENTINEL_USERNAME",
+        None,
+        Kind::Str,
+        "Sentinel mode: ACL user name for AUTH on the sentinels (AUTH <user> <password>); needs --sentinel-password",
+    ),
+    field(
+        "redis.sentinel_tls",
+        "sentinel-tls",
+        "REDIS_SENTINEL_TLS",
+        Some("false"),
+        Kind::Bool,
+        "Sentinel mode: TLS to the sentinels, with the --tls settings (CA, client certificate, host name check); default: follows --tls",
+    ),
+    field(
         "redis.cluster",
         "cluster",
         "REDIS_CLUSTER",
@@ -684,6 +700,22 @@ pub static FIELDS: &[FieldSpec] = &[
         None,
         Kind::Str,
         "Write logs to this file instead of stderr",
+    ),
+    field(
+        "output.prometheus_listen",
+        "prometheus-listen",
+        "PROMETHEUS_LISTEN",
+        None,
+        Kind::Str,
+        "Serve Prometheus metrics at http://host:port/metrics during the run (e.g. 127.0.0.1:9464); not set: off",
+    ),
+    field(
+        "output.prometheus_linger",
+        "prometheus-linger",
+        "PROMETHEUS_LINGER",
+        Some("0"),
+        Kind::Duration,
+        "After the run, keep /metrics up until it has been scraped once more (so the final values reach Prometheus), at most this long; 0: exit at once",
     ),
     // --- identity ---
     field(

@@ -640,9 +640,33 @@ fn secs_text(d: &Duration) -> String {
     d.as_secs_f64().to_string()
 }
 
+/// One `host:port` to listen on (`[v6]:port` for IPv6 literals).
+fn parse_listen(raw: &Raw) -> Result<(String, u16), ConfigError> {
+    let mut nodes = parse_host_ports(raw)?;
+    if nodes.len() != 1 {
+        return Err(raw.invalid("must be one host:port, e.g. 127.0.0.1:9464"));
+    }
+    Ok(nodes.remove(0))
+}
+
+/// `host:port`, with brackets around an IPv6 literal.
+pub fn listen_text(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// Sentinel mode is on when `redis.sentinel_nodes` is set; the other sentinel fields are
-/// recorded either way so `--show-config` lists them.
-fn resolve_sentinel(m: &Merged, r: &mut Resolved) -> Result<Option<SentinelConfig>, ConfigError> {
+/// recorded either way so `--show-config` lists them. `redis.sentinel_tls` not set explicitly
+/// follows `redis.tls`; TLS to the sentinels reuses the data plane's TLS settings (`tls`), so
+/// asking for it without `--tls` is refused rather than guessing trust settings.
+fn resolve_sentinel(
+    m: &Merged,
+    r: &mut Resolved,
+    tls: Option<&crate::client::TlsConfig>,
+) -> Result<Option<SentinelConfig>, ConfigError> {
     let nodes = r.opt(m, "redis.sentinel_nodes", parse_host_ports, |n| {
         n.iter()
             .map(|(h, p)| format!("{h}:{p}"))
@@ -650,16 +674,42 @@ fn resolve_sentinel(m: &Merged, r: &mut Resolved) -> Result<Option<SentinelConfi
             .join(",")
     })?;
     let master = r.req(m, "redis.sentinel_master", parse_string, String::clone)?;
+    let username = r.opt(m, "redis.sentinel_username", parse_string, String::clone)?;
     let password = r.opt(
         m,
         "redis.sentinel_password",
         |x| Ok(Secret::new(x.text)),
         |_| "***".to_string(),
     )?;
-    Ok(nodes.map(|nodes| SentinelConfig {
+    let tls_raw = m.req("redis.sentinel_tls");
+    let sentinel_tls = if tls_raw.source == Source::Default {
+        r.set(&tls_raw, tls.is_some().to_string());
+        tls.is_some()
+    } else {
+        r.req(m, "redis.sentinel_tls", parse_bool, bool::to_string)?
+    };
+    let Some(nodes) = nodes else {
+        return Ok(None);
+    };
+    if sentinel_tls && tls.is_none() {
+        return Err(ConfigError::Conflict(format!(
+            "{} but {}: TLS to the sentinels uses the --tls settings, set --tls too",
+            tls_raw.describe(),
+            m.req("redis.tls").describe()
+        )));
+    }
+    if let (Some(_), None) = (&username, &password) {
+        return Err(ConfigError::Conflict(format!(
+            "{} needs redis.sentinel_password (--sentinel-password / REDIS_SENTINEL_PASSWORD) too",
+            m.req("redis.sentinel_username").describe()
+        )));
+    }
+    Ok(Some(SentinelConfig {
         nodes,
         master,
+        username,
         password,
+        tls: tls.filter(|_| sentinel_tls).cloned(),
     }))
 }
 
@@ -763,7 +813,8 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
                 u32::to_string,
             )?,
         },
-        sentinel: resolve_sentinel(m, &mut r)?,
+        // Set below: it needs the TLS settings.
+        sentinel: None,
         cluster: None,
         max_connections: r.req(
             m,
@@ -779,6 +830,7 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
         )?)
         .filter(|d| !d.is_zero()),
     };
+    redis.sentinel = resolve_sentinel(m, &mut r, redis.tls.as_ref())?;
     redis.cluster = resolve_cluster(
         m,
         &mut r,
@@ -950,6 +1002,15 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
             .req(m, "output.log_level", parse_log_level, |l| l.to_string())?
             .to_string(),
         log_file: r.opt(m, "output.log_file", path, path_text)?,
+        prometheus_listen: r.opt(m, "output.prometheus_listen", parse_listen, |(h, p)| {
+            listen_text(h, *p)
+        })?,
+        prometheus_linger: r.req(
+            m,
+            "output.prometheus_linger",
+            parse_duration_or_zero,
+            secs_text,
+        )?,
     };
 
     let instance_id = r.opt(m, "identity.instance_id", parse_string, String::clone)?;
@@ -2874,5 +2935,45 @@ mod tests {
             assert_eq!(a.pubsub_channels, b.pubsub_channels);
             assert!(yaml.starts_with("# "));
         }
+    }
+
+    #[test]
+    fn sentinel_tls_follows_tls_unless_set() {
+        let s = Setup::new();
+        let resolved = |cfg: &RunnerConfig| cfg.resolved["redis.sentinel_tls"].clone();
+        let nodes = ["--sentinel-nodes", "h:26379"];
+        let plain = s.config(&nodes);
+        assert!(plain.redis.sentinel.as_ref().unwrap().tls.is_none());
+        assert_eq!(resolved(&plain), ("false".to_string(), Source::Default));
+        let tls = s.config(&[&nodes[..], &["--tls", "--tls-insecure"]].concat());
+        assert!(tls.redis.sentinel.as_ref().unwrap().tls.is_some());
+        assert_eq!(resolved(&tls), ("true".to_string(), Source::Default));
+        let off = s.config(
+            &[
+                &nodes[..],
+                &["--tls", "--tls-insecure", "--sentinel-tls=false"],
+            ]
+            .concat(),
+        );
+        assert!(off.redis.sentinel.as_ref().unwrap().tls.is_none());
+        assert!(off.redis.tls.is_some());
+        let err = s.error(&[&nodes[..], &["--sentinel-tls"]].concat());
+        assert!(
+            err.contains("redis.sentinel_tls") && err.contains("redis.tls"),
+            "{err}"
+        );
+        let user = s.config(
+            &[
+                &nodes[..],
+                &["--sentinel-username", "app", "--sentinel-password", "pw"],
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            user.redis.sentinel.unwrap().username.as_deref(),
+            Some("app")
+        );
+        let err = s.error(&[&nodes[..], &["--sentinel-username", "app"]].concat());
+        assert!(err.contains("redis.sentinel_password"), "{err}");
     }
 }

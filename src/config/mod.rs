@@ -152,7 +152,11 @@ pub struct SentinelConfig {
     pub nodes: Vec<(String, u16)>,
     /// The monitored master's name (`sentinel monitor <name> ...`).
     pub master: String,
+    /// ACL user for `AUTH <user> <password>`; `None`: `AUTH <password>` (the default user).
+    pub username: Option<String>,
     pub password: Option<Secret>,
+    /// TLS to the sentinels (`redis.sentinel_tls`): the data plane's settings. `None`: plain TCP.
+    pub tls: Option<crate::client::TlsConfig>,
 }
 
 /// Reconnect backoff with full jitter: before reconnect attempt n (from 0) a worker waits a
@@ -441,6 +445,10 @@ pub struct OutputConfig {
     /// A tracing level name: error, warn, info, debug, trace.
     pub log_level: String,
     pub log_file: Option<PathBuf>,
+    /// Where to serve the Prometheus `/metrics` endpoint (`host`, `port`); `None`: off.
+    pub prometheus_listen: Option<(String, u16)>,
+    /// How long the endpoint may wait after the run for a scrape of the final values.
+    pub prometheus_linger: Duration,
 }
 
 /// Labels that identify this run in reports and telemetry.

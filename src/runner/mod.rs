@@ -59,6 +59,8 @@ pub struct RunSummary {
 /// Runs the load described by `cfg` until its duration ends or `shutdown` is requested.
 pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, AppError> {
     let console = Console::new(&cfg);
+    // Telemetry endpoints are set up first: a taken listen address fails before any load.
+    let mut telemetry = crate::telemetry::start(&cfg)?;
     let server = match control::server_info(&cfg.redis) {
         Ok(info) => info,
         Err(e) => return Err(cannot_connect(&cfg, e.to_string())),
@@ -247,6 +249,7 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
             if now >= next_report {
                 let report = builder.add_interval(&interval_data, now - last_report, now - started);
                 console.interval(&report, now - started);
+                telemetry.interval(&interval_data, now - started);
                 interval_data.reset();
                 last_report = now;
                 next_report += interval;
@@ -286,7 +289,11 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     if interval_data.total() > 0 || builder.interval_count() == 0 {
         let report = builder.add_interval(&interval_data, end - last_report, end - started);
         console.interval(&report, end - started);
+        telemetry.interval(&interval_data, end - started);
     }
+    // The last interval leaves before the report is written (also flushed on early returns,
+    // by Drop).
+    telemetry.finish();
     if drained {
         for handle in handles {
             let _ = handle.join();
@@ -299,6 +306,7 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
         json::write_atomic(path, &report)?;
     }
     console.summary(&report);
+    telemetry.linger(&shutdown);
     let exit = if report.total_commands_count > 0 && report.successful_commands_count == 0 {
         ExitCode::RunFailed
     } else {

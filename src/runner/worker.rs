@@ -12,7 +12,7 @@ use rand_core::SeedableRng;
 use crate::client::backoff::Backoff;
 use crate::client::cluster::{ClusterPipeline, Event};
 use crate::client::sentinel::MasterWatch;
-use crate::client::{ConnectError, DataStream, RespConnection, connect};
+use crate::client::{ConnectError, DataStream, RespConnection, connect_to};
 use crate::config::RunnerConfig;
 use crate::error::ErrorClass;
 use crate::metrics::outage::is_outage_class;
@@ -57,6 +57,8 @@ pub struct Worker {
     master_watch: Option<(Arc<MasterWatch>, u64)>,
     /// Cluster mode: the worker's node connections and slot map (then `conn` stays `None`).
     cluster: Option<ClusterPipeline>,
+    /// Sentinel mode: the master address this connection went to.
+    conn_target: Option<(String, u16)>,
     /// `--health-check-interval`, and when the connection was last used.
     health_check: Option<Duration>,
     last_used: Instant,
@@ -86,6 +88,7 @@ impl Worker {
         let client_name = format!("{}-w{}", cfg.redis.client_name, index);
         let mut rng = WorkerRng::seed_from_u64(worker_seed(cfg.test.seed, index));
         let mut cluster = None;
+        let mut conn_target = None;
         let (workload, own, conn) = match workload::build(&cfg, plan, index, &mut rng) {
             WorkerTask::Requests(w) => match &plan.cluster_watch {
                 Some(watch) => {
@@ -94,7 +97,11 @@ impl Worker {
                     cluster = Some(pipeline);
                     (w, None, None)
                 }
-                None => (w, None, Some(connect(&cfg.redis, &client_name)?)),
+                None => {
+                    let (conn, target) = connect_noting_target(&cfg, &client_name)?;
+                    conn_target = target;
+                    (w, None, Some(conn))
+                }
             },
             WorkerTask::Own(mut own) => {
                 own.connect(&cfg, &client_name)?;
@@ -132,6 +139,7 @@ impl Worker {
                 .as_ref()
                 .map(|w| (Arc::clone(w), w.generation())),
             cluster,
+            conn_target,
             health_check: cfg.redis.health_check_interval,
             last_used: Instant::now(),
             cfg,
@@ -437,6 +445,12 @@ impl Worker {
     /// connection between batches (nothing in flight); the next batch reconnects there.
     #[cold]
     fn master_moved(&mut self) {
+        // A worker that reconnected on its own may already be on the new master.
+        if let (Some((watch, _)), Some(target)) = (&self.master_watch, &self.conn_target)
+            && watch.master().as_ref() == Some(target)
+        {
+            return;
+        }
         if self.conn.take().is_some() {
             self.metrics.connection_dropped(Instant::now());
             tracing::info!(worker = self.index, "the master moved; reconnecting");
@@ -499,11 +513,12 @@ impl Worker {
             if !self.nap_until(Instant::now() + delay) {
                 return false;
             }
-            let result = connect(&self.cfg.redis, &self.client_name);
+            let result = connect_noting_target(&self.cfg, &self.client_name);
             self.metrics.connect_attempt(result.is_ok(), Instant::now());
             match result {
-                Ok(conn) => {
+                Ok((conn, target)) => {
                     self.conn = Some(conn);
+                    self.conn_target = target;
                     self.backoff.succeeded();
                     tracing::info!(worker = self.index, "reconnected");
                     return true;
@@ -540,6 +555,18 @@ impl Worker {
             self.metrics.maybe_publish();
         }
     }
+}
+
+/// A new connection and, in Sentinel mode, the master address it went to.
+type Noted = (RespConnection<DataStream>, Option<(String, u16)>);
+
+/// Connects where [`crate::client::target`] says; in Sentinel mode also returns that address
+/// (the master the connection is to).
+fn connect_noting_target(cfg: &RunnerConfig, client_name: &str) -> Result<Noted, ConnectError> {
+    let (host, port) = crate::client::target(&cfg.redis)?;
+    let conn = connect_to(&cfg.redis, &host, port, client_name)?;
+    let target = cfg.redis.sentinel.is_some().then_some((host, port));
+    Ok((conn, target))
 }
 
 /// The request workload of a worker that runs its own loop: never asked for anything.

@@ -208,6 +208,8 @@ pub fn loadgen(workdir: &Path) -> Command {
                     | "RUN_ID"
                     | "VERSION"
                     | "CONFIG_FILE"
+                    | "PROMETHEUS_LISTEN"
+                    | "PROMETHEUS_LINGER"
             )
         {
             cmd.env_remove(key);

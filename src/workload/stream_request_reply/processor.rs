@@ -349,6 +349,10 @@ impl Processor {
         for &op in &self.sent[first..] {
             metrics.record_error(op, class);
         }
+        // No processor, no replies: an outage until its next successful command.
+        if crate::metrics::outage::is_outage_class(class) {
+            metrics.outage_failures(Instant::now(), (self.sent.len() - first) as u64);
+        }
         self.sent.clear();
         if self.conn.take().is_some() {
             metrics.connection_dropped(Instant::now());
@@ -396,6 +400,7 @@ impl Processor {
             return Fetched::Failed;
         }
         metrics.record_success(op, latency, latency);
+        metrics.command_succeeded(conn.reply_received_at());
         let batch = &mut self.batch;
         batch.clear();
         let mut add = |id: &[u8], fields: Option<&[u8]>| batch.add(id, fields);
