@@ -62,6 +62,49 @@ ensure_prometheus() {
 
 ensure_prometheus
 
+# Installs rotel (a Rust OpenTelemetry collector; tests/otlp.rs sends it OTLP metrics) when
+# missing: it ships on PyPI as a pre-release wheel holding the binary (needs libpython3.11).
+# The wheel is unpacked into target/tools/rotel; ROTEL_AGENT tells the tests where it is.
+ROTEL_VERSION=0.0.1a15
+ensure_rotel() {
+    local dir="$PWD/target/tools/rotel-$ROTEL_VERSION"
+    export ROTEL_AGENT="$dir/rotel/rotel-agent"
+    if [[ -x "$ROTEL_AGENT" ]]; then
+        return 0
+    fi
+    echo "== installing rotel $ROTEL_VERSION (PyPI wheel)"
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        if ! command -v apt-get >/dev/null 2>&1 || [[ $(id -u) -ne 0 ]]; then
+            echo "error: pip is not available to download rotel; run: sudo apt-get install -y python3-pip" >&2
+            exit 1
+        fi
+        apt-get install -y --no-install-recommends python3-pip || {
+            apt-get update
+            apt-get install -y --no-install-recommends python3-pip
+        }
+    fi
+    if ! ldconfig -p 2>/dev/null | grep -q 'libpython3\.11\.so\.1\.0'; then
+        if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) -eq 0 ]]; then
+            apt-get install -y --no-install-recommends libpython3.11 || {
+                apt-get update
+                apt-get install -y --no-install-recommends libpython3.11
+            }
+        fi
+    fi
+    local download
+    download="$(mktemp -d)"
+    python3 -m pip download --quiet --pre --no-deps --dest "$download" "rotel==$ROTEL_VERSION"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    python3 -m zipfile -e "$download"/rotel-*.whl "$dir"
+    rm -rf "$download"
+    # zipfile drops the executable bit.
+    chmod +x "$ROTEL_AGENT"
+    "$ROTEL_AGENT" --version >/dev/null
+}
+
+ensure_rotel
+
 echo "== fmt"
 cargo fmt --all -- --check
 

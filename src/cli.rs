@@ -6,7 +6,7 @@
 use std::process::ExitCode as ProcessExit;
 use std::sync::Arc;
 
-use crate::config::{self, CliAction, RunnerConfig};
+use crate::config::{self, CliAction, LogFormat, RunnerConfig};
 use crate::control;
 use crate::error::{AppError, ExitCode};
 use crate::runner;
@@ -122,30 +122,45 @@ fn run(cfg: RunnerConfig) -> ProcessExit {
     }
 }
 
-/// Logs go to `--log-file` (appended) or stderr, filtered by `--log-level`.
+/// Logs go to `--log-file` (appended) or stderr, filtered by `--log-level`, as text or JSON
+/// lines (`--log-format`).
 fn init_logging(cfg: &RunnerConfig) -> Result<(), AppError> {
-    let filter = tracing_subscriber::EnvFilter::new(format!(
-        "{}={}",
-        env!("CARGO_CRATE_NAME"),
-        cfg.output.log_level
-    ));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = match &cfg.output.log_file {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
+    let filter = || {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{}={}",
+            env!("CARGO_CRATE_NAME"),
+            cfg.output.log_level
+        ))
+    };
+    let file = match &cfg.output.log_file {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .map_err(|source| AppError::Output {
                     path: path.display().to_string(),
                     source,
-                })?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .try_init()
-        }
-        None => builder.with_writer(std::io::stderr).try_init(),
+                })?,
+        ),
+        None => None,
+    };
+    let text = tracing_subscriber::fmt().with_env_filter(filter());
+    let json = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(false)
+        .with_env_filter(filter());
+    let result = match (cfg.output.log_format, file) {
+        (LogFormat::Text, Some(f)) => text
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .try_init(),
+        (LogFormat::Text, None) => text.with_writer(std::io::stderr).try_init(),
+        (LogFormat::Json, Some(f)) => json
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .try_init(),
+        (LogFormat::Json, None) => json.with_writer(std::io::stderr).try_init(),
     };
     // Already initialised (a second run in one process): keep the first subscriber.
     let _ = result;

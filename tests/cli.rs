@@ -305,3 +305,38 @@ fn env_example_copied_to_dotenv_gives_a_working_run() {
     let report = read_json(&work.path().join("r.json"));
     assert!(report["successful_commands_count"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn json_logs_go_to_the_log_file_one_object_per_line_without_secrets() {
+    let secret = "j50n-Pa55";
+    let server = RedisServer::start_with(&["--requirepass", secret]);
+    let work = tempfile::tempdir().unwrap();
+    let out = loadgen(work.path())
+        .env("REDIS_PASSWORD", secret)
+        .args(["--port", &server.port.to_string(), "--duration", "0.5"])
+        .args(["--clients", "1", "--threads-per-client", "2", "--quiet"])
+        .args(["--log-level", "debug", "--log-format", "json"])
+        .args(["--log-file", "run.log"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = std::fs::read_to_string(work.path().join("run.log")).unwrap();
+    assert!(!log.contains(secret), "secret leaked: {log}");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "load started" && l["level"] == "INFO"),
+        "{log}"
+    );
+    // Nothing went to stderr: the log file took it all.
+    assert!(!stderr(&out).contains("load started"), "{}", stderr(&out));
+    let e = refused(&["--log-format", "xml"]);
+    assert!(
+        e.contains("output.log_format") && e.contains("text or json"),
+        "{e}"
+    );
+}

@@ -702,6 +702,14 @@ pub static FIELDS: &[FieldSpec] = &[
         "Write logs to this file instead of stderr",
     ),
     field(
+        "output.log_format",
+        "log-format",
+        "LOG_FORMAT",
+        Some("text"),
+        Kind::Str,
+        "Log line format: text, or json (one JSON object per line, for log shippers)",
+    ),
+    field(
         "output.prometheus_listen",
         "prometheus-listen",
         "PROMETHEUS_LISTEN",
@@ -716,6 +724,38 @@ pub static FIELDS: &[FieldSpec] = &[
         Some("0"),
         Kind::Duration,
         "After the run, keep /metrics up until it has been scraped once more (so the final values reach Prometheus), at most this long; 0: exit at once",
+    ),
+    field(
+        "output.otel_endpoint",
+        "otel-endpoint",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        None,
+        Kind::Str,
+        "Export metrics over OTLP to this collector URL (http://host:port; gRPC usually on 4317, HTTP on 4318); not set: off",
+    ),
+    field(
+        "output.otel_protocol",
+        "otel-protocol",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        Some("grpc"),
+        Kind::Str,
+        "OTLP transport: grpc or http (HTTP/protobuf, to <endpoint>/v1/metrics; http/protobuf also accepted)",
+    ),
+    field(
+        "output.otel_export_interval",
+        "otel-export-interval",
+        "OTEL_EXPORT_INTERVAL",
+        Some("5000"),
+        Kind::Int,
+        "Milliseconds between OTLP exports (at most one per metrics interval; the final values are always sent at exit)",
+    ),
+    field(
+        "output.otel_service_name",
+        "otel-service-name",
+        "OTEL_SERVICE_NAME",
+        Some("redis-loadgen"),
+        Kind::Str,
+        "OTLP resource service.name",
     ),
     // --- identity ---
     field(

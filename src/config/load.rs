@@ -22,14 +22,14 @@ use super::parse::{
     self, ConfigError, MAX_HASH_FIELDS, MAX_PIPELINE_SIZE, MAX_TRANSACTION_SIZE, MAX_VALUE_SIZE,
     MAX_WORKERS, Raw, parse_bool, parse_channels, parse_command_weights, parse_commands,
     parse_duration, parse_duration_or_zero, parse_expiry_range, parse_host, parse_host_ports,
-    parse_key_distribution, parse_log_level, parse_operations, parse_positive_f64, parse_protocol,
-    parse_string, parse_uint, parse_value_sizes, parse_weights,
+    parse_key_distribution, parse_log_format, parse_log_level, parse_operations,
+    parse_positive_f64, parse_protocol, parse_string, parse_uint, parse_value_sizes, parse_weights,
 };
 use super::profile::{self, Profile};
 use super::{
-    ClusterConfig, CommandTemplate, IdentityConfig, OutputConfig, Protocol, RedisConfig,
-    RetryPolicy, RunnerConfig, Secret, SentinelConfig, Source, TestConfig, ValueSize,
-    WorkloadConfig, WorkloadKind,
+    ClusterConfig, CommandTemplate, IdentityConfig, LogFormat, OtlpConfig, OtlpProtocol,
+    OutputConfig, Protocol, RedisConfig, RetryPolicy, RunnerConfig, Secret, SentinelConfig, Source,
+    TestConfig, ValueSize, WorkloadConfig, WorkloadKind,
 };
 use crate::command::Command;
 
@@ -649,6 +649,33 @@ fn parse_listen(raw: &Raw) -> Result<(String, u16), ConfigError> {
     Ok(nodes.remove(0))
 }
 
+/// An OTLP collector URL: `http://host:port[/path]`, stored without a trailing `/`. TLS
+/// (`https://`) is not supported yet, and a bare `host:port` is refused rather than guessed.
+fn parse_otel_endpoint(raw: &Raw) -> Result<String, ConfigError> {
+    let text = raw.text.trim().trim_end_matches('/');
+    let allowed = "must be an http:// URL with a host and port, e.g. http://127.0.0.1:4317 (https is not supported)";
+    let Some(rest) = text.strip_prefix("http://") else {
+        return Err(raw.invalid(allowed));
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host_port_ok = authority
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !host_port_ok || text.contains(char::is_whitespace) {
+        return Err(raw.invalid(allowed));
+    }
+    Ok(text.to_string())
+}
+
+/// `grpc`, or `http` (also `http/protobuf`, the spec's name for it).
+fn parse_otel_protocol(raw: &Raw) -> Result<OtlpProtocol, ConfigError> {
+    match raw.text.trim().to_ascii_lowercase().as_str() {
+        "grpc" => Ok(OtlpProtocol::Grpc),
+        "http" | "http/protobuf" => Ok(OtlpProtocol::Http),
+        _ => Err(raw.invalid("must be grpc or http (http/protobuf)")),
+    }
+}
+
 /// `host:port`, with brackets around an IPv6 literal.
 pub fn listen_text(host: &str, port: u16) -> String {
     if host.contains(':') {
@@ -1002,6 +1029,13 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
             .req(m, "output.log_level", parse_log_level, |l| l.to_string())?
             .to_string(),
         log_file: r.opt(m, "output.log_file", path, path_text)?,
+        log_format: r.req(m, "output.log_format", parse_log_format, |f| {
+            match f {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            }
+            .to_string()
+        })?,
         prometheus_listen: r.opt(m, "output.prometheus_listen", parse_listen, |(h, p)| {
             listen_text(h, *p)
         })?,
@@ -1011,6 +1045,36 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
             parse_duration_or_zero,
             secs_text,
         )?,
+        otlp: None,
+    };
+    let otel_endpoint = r.opt(
+        m,
+        "output.otel_endpoint",
+        parse_otel_endpoint,
+        String::clone,
+    )?;
+    let otel_protocol = r.req(m, "output.otel_protocol", parse_otel_protocol, |p| {
+        match p {
+            OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::Http => "http",
+        }
+        .to_string()
+    })?;
+    let otel_export_interval = r.req(
+        m,
+        "output.otel_export_interval",
+        |x| parse_uint(x, 1u64, 86_400_000),
+        u64::to_string,
+    )?;
+    let otel_service_name = r.req(m, "output.otel_service_name", parse_string, String::clone)?;
+    let output = OutputConfig {
+        otlp: otel_endpoint.map(|endpoint| OtlpConfig {
+            endpoint,
+            protocol: otel_protocol,
+            export_interval: Duration::from_millis(otel_export_interval),
+            service_name: otel_service_name,
+        }),
+        ..output
     };
 
     let instance_id = r.opt(m, "identity.instance_id", parse_string, String::clone)?;

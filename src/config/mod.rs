@@ -437,6 +437,13 @@ impl WorkloadConfig {
 }
 
 /// Metrics, console, JSON and logging.
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone)]
 pub struct OutputConfig {
     pub metrics_interval: Duration,
@@ -445,10 +452,33 @@ pub struct OutputConfig {
     /// A tracing level name: error, warn, info, debug, trace.
     pub log_level: String,
     pub log_file: Option<PathBuf>,
+    pub log_format: LogFormat,
     /// Where to serve the Prometheus `/metrics` endpoint (`host`, `port`); `None`: off.
     pub prometheus_listen: Option<(String, u16)>,
     /// How long the endpoint may wait after the run for a scrape of the final values.
     pub prometheus_linger: Duration,
+    /// OTLP metrics export; `None`: off (no endpoint set).
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// Where and how to push metrics over OTLP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// The collector's base URL (`http://host:port`, maybe with a path), without a trailing `/`.
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// Exports happen at most this often; the final values are always sent at exit.
+    pub export_interval: Duration,
+    /// The resource's `service.name`.
+    pub service_name: String,
+}
+
+/// The OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    /// HTTP/protobuf, POSTed to `<endpoint>/v1/metrics`.
+    Http,
 }
 
 /// Labels that identify this run in reports and telemetry.

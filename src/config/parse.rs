@@ -226,6 +226,15 @@ pub fn parse_protocol(raw: &Raw) -> Result<Protocol, ConfigError> {
     }
 }
 
+/// `--log-format`: `text` or `json`.
+pub fn parse_log_format(raw: &Raw) -> Result<super::LogFormat, ConfigError> {
+    match raw.text.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(super::LogFormat::Text),
+        "json" => Ok(super::LogFormat::Json),
+        _ => Err(raw.invalid("must be text or json")),
+    }
+}
+
 /// A tracing level name, lower-case; `warning` is accepted for `warn`.
 pub fn parse_log_level(raw: &Raw) -> Result<&'static str, ConfigError> {
     match raw.text.trim().to_ascii_lowercase().as_str() {

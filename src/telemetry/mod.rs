@@ -8,7 +8,9 @@
 //! `Drop`), so the last interval is not lost. A sink must never block the reporter for long
 //! or fail the run: it logs and carries on.
 
+pub mod otlp;
 pub mod prometheus;
+pub mod series;
 
 use std::time::Duration;
 
@@ -59,10 +61,14 @@ pub struct Telemetry {
 }
 
 /// The sinks the configuration asks for. Fails (exit 1, before any load) when a sink cannot
-/// start, e.g. the Prometheus listen address is taken.
+/// start, e.g. the Prometheus listen address is taken. (An unreachable OTLP collector is not
+/// a failure: it only costs warnings.)
 pub fn start(cfg: &RunnerConfig) -> Result<Telemetry, AppError> {
     let labels = Labels::from_config(cfg);
     let mut telemetry = Telemetry::off();
+    if let Some(otlp) = &cfg.output.otlp {
+        telemetry.add(Box::new(otlp::OtlpSink::start(otlp, labels.clone())?));
+    }
     if let Some((host, port)) = &cfg.output.prometheus_listen {
         telemetry.add(Box::new(prometheus::PrometheusSink::start(
             host,

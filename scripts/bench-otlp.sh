@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# What OTLP export costs: the high_throughput profile with and without --otel-endpoint
+# pointing at a real collector (rotel), in alternating rounds against one redis-server.
+# NOT a test: its figures depend on the machine. Prints per-round ops/s and the medians.
+#
+# Needs rotel: ROTEL_AGENT=/path/to/rotel-agent, or the copy scripts/test.sh installs in
+# target/tools. Uses the release binary (built here).
+#
+# Environment:
+#   ROUNDS=3          rounds (each: one run without OTLP, one with, order flipped per round)
+#   DURATION=8        seconds per run
+#   PROTOCOL=grpc     grpc or http
+#   EXPORT_MS=1000    --otel-export-interval (1 s: five times the default rate)
+set -euo pipefail
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_DIR"
+
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-8}"
+PROTOCOL="${PROTOCOL:-grpc}"
+EXPORT_MS="${EXPORT_MS:-1000}"
+TARGET="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
+LOADGEN="$TARGET/release/redis-loadgen"
+ROTEL_AGENT="${ROTEL_AGENT:-$REPO_DIR/target/tools/rotel-0.0.1a15/rotel/rotel-agent}"
+HOST=127.0.0.1
+
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+for tool in redis-server redis-cli python3 cargo; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
+done
+[[ -x "$ROTEL_AGENT" ]] || die "rotel-agent not found at $ROTEL_AGENT (run scripts/test.sh once, or set ROTEL_AGENT)"
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
+
+WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/redis-loadgen-bench-otlp.XXXXXX")"
+REDIS_PID=""
+ROTEL_PID=""
+
+cleanup() {
+    local pid
+    for pid in "$REDIS_PID" "$ROTEL_PID"; do
+        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$WORK_DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+wait_port() { # port
+    local i
+    for ((i = 0; i < 100; i++)); do
+        if python3 -c "import socket,sys; socket.create_connection(('$HOST', $1), 0.2)" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+echo "== building the release binary"
+cargo build --release --quiet
+
+PORT="$(free_port)"
+redis-server --bind "$HOST" --port "$PORT" --save "" --appendonly no --daemonize no \
+    --dir "$WORK_DIR" --logfile "$WORK_DIR/redis.log" &
+REDIS_PID=$!
+wait_port "$PORT" || die "redis-server did not start"
+
+GRPC_PORT="$(free_port)"
+HTTP_PORT="$(free_port)"
+# No debug log: the collector should cost what a real one costs, not print every point.
+"$ROTEL_AGENT" start --otlp-grpc-endpoint "$HOST:$GRPC_PORT" \
+    --otlp-http-endpoint "$HOST:$HTTP_PORT" --exporter blackhole >"$WORK_DIR/rotel.log" 2>&1 &
+ROTEL_PID=$!
+wait_port "$GRPC_PORT" || die "rotel did not start"
+case "$PROTOCOL" in
+grpc) ENDPOINT="http://$HOST:$GRPC_PORT" ;;
+http) ENDPOINT="http://$HOST:$HTTP_PORT" ;;
+*) die "PROTOCOL must be grpc or http (got '$PROTOCOL')" ;;
+esac
+
+run() { # label json [extra args...]
+    local label=$1 json=$2
+    shift 2
+    redis-cli -h "$HOST" -p "$PORT" flushall >/dev/null
+    "$LOADGEN" --host "$HOST" --port "$PORT" --workload-profile high_throughput \
+        --duration "$DURATION" --metrics-interval 1 --quiet --output-file "$json" "$@" \
+        >"$WORK_DIR/run.out" 2>&1 || {
+        tail -n 20 "$WORK_DIR/run.out" >&2
+        die "redis-loadgen failed ($label)"
+    }
+    if grep -q "OTLP.*failed" "$WORK_DIR/run.out"; then
+        tail -n 20 "$WORK_DIR/run.out" >&2
+        die "OTLP export failed during the run"
+    fi
+    python3 -c 'import json,sys; print("%.0f" % json.load(open(sys.argv[1]))["overall_throughput"])' "$json"
+}
+
+printf '%-6s %14s %14s\n' round "off ops/s" "otlp ops/s"
+OFF=()
+ON=()
+for ((r = 1; r <= ROUNDS; r++)); do
+    otlp_args=(--otel-endpoint "$ENDPOINT" --otel-protocol "$PROTOCOL" --otel-export-interval "$EXPORT_MS")
+    if ((r % 2)); then
+        off="$(run off "$WORK_DIR/off.json")"
+        on="$(run otlp "$WORK_DIR/on.json" "${otlp_args[@]}")"
+    else
+        on="$(run otlp "$WORK_DIR/on.json" "${otlp_args[@]}")"
+        off="$(run off "$WORK_DIR/off.json")"
+    fi
+    OFF+=("$off")
+    ON+=("$on")
+    printf '%-6s %14s %14s\n' "$r" "$off" "$on"
+done
+
+python3 - "${OFF[*]}" "${ON[*]}" <<'PY'
+import statistics, sys
+off = statistics.median(float(x) for x in sys.argv[1].split())
+on = statistics.median(float(x) for x in sys.argv[2].split())
+print(f"median  {off:14.0f} {on:14.0f}   OTLP on: {100 * (on - off) / off:+.1f} %")
+PY
