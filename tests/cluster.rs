@@ -93,7 +93,7 @@ fn calls(
 #[test]
 fn commands_reach_every_master_and_the_nodes_counts_add_up() {
     let _g = serial();
-    let cluster = Cluster::start(3, 1);
+    let cluster = Cluster::start_with_node_timeout(3, 1, "5000");
     let masters = cluster.master_ports(0);
     assert_eq!(masters.len(), 3);
 

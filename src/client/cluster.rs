@@ -766,17 +766,17 @@ impl ClusterPipeline {
         for slot in 0..SLOTS {
             if let Some(master) = self.topology.master_of(slot as u16) {
                 self.slot_node[slot] = master;
-                self.grow(master);
             }
         }
-        let replicas: Vec<u16> = self
+        // Node indexes only grow: the highest one named decides the length.
+        let highest = self
             .topology
             .shards
             .iter()
-            .flat_map(|s| s.replicas.iter().copied())
-            .collect();
-        for r in replicas {
-            self.grow(r);
+            .flat_map(|s| std::iter::once(s.master).chain(s.replicas.iter().copied()))
+            .max();
+        if let Some(node) = highest {
+            self.grow(node);
         }
     }
 

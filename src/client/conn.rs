@@ -2,11 +2,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::client::encode;
 use crate::client::resp::{self, ProtocolError, Reply, ReplyKind};
-use crate::client::tls::DataStream;
+use crate::client::tls::{DataStream, TlsConfig};
 use crate::config::{Protocol, RedisConfig};
 use crate::error::ErrorClass;
 
@@ -273,34 +273,55 @@ pub fn connect_to(
     port: u16,
     client_name: &str,
 ) -> Result<RespConnection<DataStream>, ConnectError> {
+    let stream = open_stream(
+        host,
+        port,
+        cfg.tls.as_ref(),
+        cfg.connect_timeout,
+        cfg.socket_timeout,
+        cfg.tcp_keepalive,
+    )?;
+    let mut conn = RespConnection::new(stream);
+    conn.handshake(cfg, client_name)
+        .map_err(|e| plain_on_tls_hint(cfg, e))?;
+    if cfg.sentinel.is_some() {
+        crate::client::sentinel::check_master(&mut conn)?;
+    }
+    Ok(conn)
+}
+
+/// A TCP connection to the first address of `host:port` that accepts one, with TCP_NODELAY,
+/// the keepalive if set, the TLS handshake if `tls` is set (bounded by the connect timeout: a
+/// plain server never answers a ClientHello), then the socket timeout on reads and writes.
+/// Shared by the data plane and the sentinel connections.
+pub(crate) fn open_stream(
+    host: &str,
+    port: u16,
+    tls: Option<&TlsConfig>,
+    connect_timeout: Duration,
+    socket_timeout: Duration,
+    keepalive: Option<Duration>,
+) -> Result<DataStream, ConnectError> {
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
     for addr in (host, port).to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
+        match TcpStream::connect_timeout(&addr, connect_timeout) {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
-                if let Some(idle) = cfg.tcp_keepalive {
+                if let Some(idle) = keepalive {
                     let keepalive = socket2::TcpKeepalive::new().with_time(idle);
                     socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
                 }
-                let stream = match &cfg.tls {
+                let stream = match tls {
                     Some(tls) => {
-                        // A plain server never answers a ClientHello: the connect timeout,
-                        // not the (longer) socket timeout, bounds the handshake.
-                        stream.set_read_timeout(Some(cfg.connect_timeout))?;
-                        stream.set_write_timeout(Some(cfg.connect_timeout))?;
+                        stream.set_read_timeout(Some(connect_timeout))?;
+                        stream.set_write_timeout(Some(connect_timeout))?;
                         DataStream::tls(tls, host, stream)?
                     }
                     None => DataStream::Plain(stream),
                 };
-                stream.tcp().set_read_timeout(Some(cfg.socket_timeout))?;
-                stream.tcp().set_write_timeout(Some(cfg.socket_timeout))?;
-                let mut conn = RespConnection::new(stream);
-                conn.handshake(cfg, client_name)
-                    .map_err(|e| plain_on_tls_hint(cfg, e))?;
-                if cfg.sentinel.is_some() {
-                    crate::client::sentinel::check_master(&mut conn)?;
-                }
-                return Ok(conn);
+                stream.tcp().set_read_timeout(Some(socket_timeout))?;
+                stream.tcp().set_write_timeout(Some(socket_timeout))?;
+                return Ok(stream);
             }
             Err(e) => last_error = e,
         }
@@ -308,17 +329,22 @@ pub fn connect_to(
     Err(last_error.into())
 }
 
-/// A TLS port closes a plain connection at once: say so instead of a bare "closed".
-fn plain_on_tls_hint(cfg: &RedisConfig, e: ConnectError) -> ConnectError {
-    let closed = match &e {
+/// Whether `e` is the server closing the connection at once, as a TLS port does to a plain
+/// client.
+pub(crate) fn closed_at_once(e: &ConnectError) -> bool {
+    match e {
         ConnectError::Conn(ConnError::Closed) => true,
         ConnectError::Conn(ConnError::Io(io)) | ConnectError::Io(io) => matches!(
             io.kind(),
             io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
         ),
         _ => false,
-    };
-    if closed && cfg.tls.is_none() {
+    }
+}
+
+/// A TLS port closes a plain connection at once: say so instead of a bare "closed".
+fn plain_on_tls_hint(cfg: &RedisConfig, e: ConnectError) -> ConnectError {
+    if closed_at_once(&e) && cfg.tls.is_none() {
         return ConnectError::Io(io::Error::new(
             io::ErrorKind::ConnectionAborted,
             "the server closed the connection during the handshake (a TLS port? try --tls)",

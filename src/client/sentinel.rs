@@ -10,12 +10,11 @@
 //! refuses a connection to a replica).
 
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::client::conn::{ConnError, ConnectError, RespConnection};
+use crate::client::conn::{ConnectError, RespConnection, closed_at_once, open_stream};
 use crate::client::encode;
 use crate::client::resp::{self, ReplyKind};
 use crate::client::tls::DataStream;
@@ -211,8 +210,7 @@ fn ask(
     query(conn, s).map_err(|e| plain_on_tls_hint(s, e))
 }
 
-/// A connection to one sentinel, TLS if configured (the handshake bounded by the connect
-/// timeout, as on the data plane: a plain port never answers a ClientHello).
+/// A connection to one sentinel, TLS if configured (see [`open_stream`]).
 fn connect(
     host: &str,
     port: u16,
@@ -220,27 +218,15 @@ fn connect(
     connect_timeout: Duration,
     socket_timeout: Duration,
 ) -> Result<RespConnection<DataStream>, ConnectError> {
-    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
-    for addr in (host, port).to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, connect_timeout) {
-            Ok(stream) => {
-                stream.set_nodelay(true)?;
-                let stream = match &s.tls {
-                    Some(tls) => {
-                        stream.set_read_timeout(Some(connect_timeout))?;
-                        stream.set_write_timeout(Some(connect_timeout))?;
-                        DataStream::tls(tls, host, stream)?
-                    }
-                    None => DataStream::Plain(stream),
-                };
-                stream.tcp().set_read_timeout(Some(socket_timeout))?;
-                stream.tcp().set_write_timeout(Some(socket_timeout))?;
-                return Ok(RespConnection::new(stream));
-            }
-            Err(e) => last_error = e,
-        }
-    }
-    Err(last_error.into())
+    let stream = open_stream(
+        host,
+        port,
+        s.tls.as_ref(),
+        connect_timeout,
+        socket_timeout,
+        None,
+    )?;
+    Ok(RespConnection::new(stream))
 }
 
 /// `AUTH [<user>] <password>` if a password is configured.
@@ -268,15 +254,7 @@ fn auth<S: Read + Write>(
 
 /// A TLS sentinel closes a plain connection at once: say so instead of a bare "closed".
 fn plain_on_tls_hint(s: &SentinelConfig, e: ConnectError) -> ConnectError {
-    let closed = match &e {
-        ConnectError::Conn(ConnError::Closed) => true,
-        ConnectError::Conn(ConnError::Io(io)) | ConnectError::Io(io) => matches!(
-            io.kind(),
-            io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
-        ),
-        _ => false,
-    };
-    if closed && s.tls.is_none() {
+    if closed_at_once(&e) && s.tls.is_none() {
         return ConnectError::Io(io::Error::new(
             io::ErrorKind::ConnectionAborted,
             "the sentinel closed the connection (a TLS port? try --sentinel-tls)",

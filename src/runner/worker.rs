@@ -242,16 +242,7 @@ impl Worker {
         let Some(conn) = self.conn.as_mut() else {
             return true;
         };
-        let start = match intended {
-            Some(at) => {
-                self.metrics
-                    .data()
-                    .record_lag(sent.saturating_duration_since(at).as_nanos() as u64);
-                at
-            }
-            None => sent,
-        };
-        self.metrics.data().units += self.batch_size as u64;
+        let start = batch_started(&mut self.metrics, intended, sent, self.batch_size);
         if let Err(e) = conn.flush() {
             self.fail_batch_from(0, e.class(), sent);
             return true;
@@ -370,16 +361,7 @@ impl Worker {
         if deadline.is_some_and(|d| sent >= d) {
             return false;
         }
-        let start = match intended {
-            Some(at) => {
-                metrics
-                    .data()
-                    .record_lag(sent.saturating_duration_since(at).as_nanos() as u64);
-                at
-            }
-            None => sent,
-        };
-        metrics.data().units += *batch_size as u64;
+        let start = batch_started(metrics, intended, sent, *batch_size);
         let mut errors = 0;
         cluster.exchange(&cfg.redis, client_name, &mut |event| match event {
             Event::Reply {
@@ -554,6 +536,26 @@ impl Worker {
             std::thread::sleep((at - now).min(MAX_NAP));
             self.metrics.maybe_publish();
         }
+    }
+}
+
+/// Records a batch of `units` sent at `sent` (and, in open loop, how late that was against
+/// its `intended` start); returns the time its latencies run from.
+#[inline]
+fn batch_started(
+    metrics: &mut ShardWriter,
+    intended: Option<Instant>,
+    sent: Instant,
+    units: usize,
+) -> Instant {
+    let data = metrics.data();
+    data.units += units as u64;
+    match intended {
+        Some(at) => {
+            data.record_lag(sent.saturating_duration_since(at).as_nanos() as u64);
+            at
+        }
+        None => sent,
     }
 }
 

@@ -21,6 +21,17 @@ impl Cluster {
     /// Starts `masters` masters with `replicas` replicas each and waits until the cluster is
     /// fully formed.
     pub fn start(masters: usize, replicas: usize) -> Cluster {
+        Cluster::start_with_node_timeout(masters, replicas, NODE_TIMEOUT_MS)
+    }
+
+    /// [`Cluster::start`] with another `--cluster-node-timeout` (ms). A longer one keeps a
+    /// node that is slow to answer on a busy machine from being marked failed (CLUSTERDOWN)
+    /// in tests that kill nothing.
+    pub fn start_with_node_timeout(
+        masters: usize,
+        replicas: usize,
+        node_timeout_ms: &str,
+    ) -> Cluster {
         let total = masters * (1 + replicas);
         let nodes: Vec<RedisServer> = (0..total)
             .map(|_| {
@@ -30,7 +41,7 @@ impl Cluster {
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-node-timeout",
-                    NODE_TIMEOUT_MS,
+                    node_timeout_ms,
                 ])
             })
             .collect();
