@@ -1,8 +1,9 @@
-//! `--otel-endpoint`: OTLP metrics export to a real collector (rotel, which `scripts/test.sh`
-//! installs from its PyPI wheel and names in `ROTEL_AGENT`), over gRPC and over HTTP: the
-//! family's metric names, attributes and histogram bounds arrive, and the last export (sent at
-//! exit) carries the JSON report's final count. A collector that is not there costs a warning
-//! or two, never the run.
+//! `--otel-endpoint`: OTLP metrics and traces export to a real collector (rotel, which
+//! `scripts/test.sh` installs from its PyPI wheel and names in `ROTEL_AGENT`), over gRPC and
+//! over HTTP: the family's metric names, attributes and histogram bounds arrive, and the last
+//! export (sent at exit) carries the JSON report's final count; the run span (configuration
+//! attributes, secrets redacted), the workers' connect spans and sampled command spans arrive.
+//! A collector that is not there costs a warning or two, never the run.
 
 mod support;
 
@@ -47,6 +48,7 @@ impl Rotel {
             .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
             .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
             .args(["--exporter", "blackhole", "--debug-log", "metrics"])
+            .args(["--debug-log", "traces"])
             .args(["--debug-log-verbosity", "detailed"])
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
@@ -111,9 +113,23 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// The exports rotel logged, one text block per request.
+/// The metrics exports rotel logged, one text block per request.
 fn exports(log: &str) -> Vec<&str> {
-    log.split("ResourceMetrics #0").skip(1).collect()
+    log.split("ResourceMetrics #0")
+        .skip(1)
+        .map(|block| block.split("ResourceSpans #0").next().unwrap_or(block))
+        .collect()
+}
+
+/// The spans rotel logged, one text block per span.
+fn spans(log: &str) -> Vec<&str> {
+    log.split("ResourceSpans #0")
+        .skip(1)
+        .flat_map(|block| {
+            let block = block.split("ResourceMetrics #0").next().unwrap_or(block);
+            block.split("\nSpan #").skip(1)
+        })
+        .collect()
 }
 
 /// The lines of the metric `name` in one export block (up to the next metric).
@@ -167,6 +183,8 @@ fn run(
         ])
         .args(["--otel-endpoint", endpoint, "--otel-protocol", protocol])
         .args(["--otel-service-name", "otlp-test", "--run-id", run_id])
+        .args(["--trace-sample-rate", "0.002"])
+        .args(["--otel-headers", "x-api-key=sekrit-value"])
         .output()
         .unwrap();
     let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
@@ -199,7 +217,7 @@ fn exports_the_family_metrics(protocol: &str) {
         "3",
         "1000",
     );
-    assert!(!stderr.contains("OTLP metrics export failed"), "{stderr}");
+    assert!(!stderr.contains("OTLP export failed"), "{stderr}");
     let total = report["total_commands_count"].as_u64().unwrap();
     assert!(total > 0);
 
@@ -215,6 +233,12 @@ fn exports_the_family_metrics(protocol: &str) {
         "redis_connections_total",
         "redis_connection_drops_total",
         "redis_reconnection_duration",
+        "redis_client_init_duration",
+        "redis_loadgen_operations_in_flight",
+        "redis_loadgen_achieved_ops_per_second",
+        "redis_loadgen_outages_total",
+        "redis_loadgen_outage_active",
+        "redis_loadgen_cpu_seconds_total",
     ] {
         assert!(
             metric(last, name).is_some(),
@@ -281,6 +305,104 @@ fn exports_the_family_metrics(protocol: &str) {
         "{connections}"
     );
     assert!(values_sum(connections) > 0, "{connections}");
+
+    // Four workers: four client initialisations, labelled with the client kind.
+    let init = metric(last, "redis_client_init_duration").unwrap();
+    assert!(init.contains("client: Str(standalone)"), "{init}");
+    assert!(init.contains("Count: 4\n"), "{init}");
+    // Closed loop, 4 workers with one command each in flight: the time-averaged number in
+    // flight is near 4 (below it by the client's own time between commands).
+    let in_flight = metric(last, "redis_loadgen_operations_in_flight").unwrap();
+    let in_flight: f64 = in_flight
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Value: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        in_flight > 0.5 && in_flight <= 4.05,
+        "{protocol}: {in_flight}"
+    );
+
+    // Spans: the run span, one connect span per worker, sampled commands.
+    let mut run_spans = Vec::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    while run_spans.is_empty() {
+        assert!(
+            Instant::now() < until,
+            "{protocol}: no run span: {}",
+            rotel.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let log = rotel.text();
+        let label = format!("run_id: Str({run_id})\n");
+        run_spans = spans(&log)
+            .into_iter()
+            .filter(|s| s.contains(&label))
+            .map(str::to_string)
+            .collect();
+        if !run_spans
+            .iter()
+            .any(|s| s.contains("Name           : redis-loadgen run"))
+        {
+            run_spans.clear();
+        }
+    }
+    let named = |name: &str| {
+        run_spans
+            .iter()
+            .filter(|s| s.contains(&format!("Name           : {name}\n")))
+            .collect::<Vec<_>>()
+    };
+    let run_span = named("redis-loadgen run")[0];
+    assert!(run_span.contains("redis.port: Str("), "{run_span}");
+    assert!(
+        run_span.contains("output.trace_sample_rate: Str(0.002)"),
+        "{run_span}"
+    );
+    // The header's value is a secret: redacted in the run span's configuration.
+    assert!(
+        run_span.contains("output.otel_headers: Str(***)"),
+        "{run_span}"
+    );
+    assert!(
+        !rotel.text().contains("sekrit-value"),
+        "a secret reached the collector's log"
+    );
+    assert_eq!(named("connect").len(), 4, "{protocol}: {run_spans:#?}");
+    let trace_of = |span: &str| {
+        span.lines()
+            .find_map(|l| l.trim().strip_prefix("Trace ID       : "))
+            .unwrap()
+            .to_string()
+    };
+    for connect in named("connect") {
+        assert_eq!(
+            trace_of(connect),
+            trace_of(run_span),
+            "connects are in the run's trace"
+        );
+    }
+    let commands: Vec<_> = named("GET").into_iter().chain(named("SET")).collect();
+    // 0.2 % of the commands (the cap of 16 per worker per gathering does not bind here).
+    let expected = total as f64 * 0.002;
+    assert!(
+        commands.len() as f64 > expected * 0.5 && commands.len() as f64 <= expected * 1.5 + 5.0,
+        "{protocol}: {} command spans of {total} commands",
+        commands.len()
+    );
+    for command in &commands {
+        for attribute in [
+            "db.system: Str(redis)",
+            "db.operation: Str(",
+            "server.address: Str(",
+            "server.port: Int(",
+        ] {
+            assert!(command.contains(attribute), "{protocol}: {command}");
+        }
+        assert!(command.contains("SPAN_KIND_CLIENT"), "{command}");
+        assert_ne!(trace_of(command), trace_of(run_span));
+    }
 
     // An export interval longer than the run: nothing is due during it, so the one export
     // that arrives is the one made at exit, and it has the final count.
@@ -371,15 +493,13 @@ fn a_collector_that_is_down_costs_warnings_not_the_run() {
         // ~4 failed exports in the run (1 s apart) and the final one: the first and the
         // final are reported; the repeats in between are not.
         assert!(
-            warnings
-                .iter()
-                .any(|w| w.contains("OTLP metrics export failed")),
+            warnings.iter().any(|w| w.contains("OTLP export failed")),
             "{protocol}: {stderr}"
         );
         assert!(
             warnings
                 .iter()
-                .any(|w| w.contains("OTLP export of the final metrics failed")),
+                .any(|w| w.contains("OTLP export of the final metrics and spans failed")),
             "{protocol}: {stderr}"
         );
         assert_eq!(warnings.len(), 2, "{protocol}: {warnings:#?}");
@@ -388,16 +508,27 @@ fn a_collector_that_is_down_costs_warnings_not_the_run() {
 
 #[test]
 fn bad_otel_settings_exit_2_with_one_line() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["--otel-endpoint", "127.0.0.1:4317"], "otel_endpoint"),
         (
-            &["--otel-endpoint", "https://127.0.0.1:4317"],
+            &["--otel-endpoint", "ftp://127.0.0.1:4317"],
             "otel_endpoint",
         ),
         (&["--otel-endpoint", "http://127.0.0.1"], "otel_endpoint"),
         (&["--otel-protocol", "thrift"], "otel_protocol"),
         (&["--otel-export-interval", "0"], "otel_export_interval"),
         (&["--otel-export-interval", "5s"], "otel_export_interval"),
+        (&["--trace-sample-rate", "1.5"], "trace_sample_rate"),
+        (&["--otel-headers", "no-equals-sign"], "otel_headers"),
+        (
+            &[
+                "--otel-endpoint",
+                "http://127.0.0.1:4317",
+                "--otel-ca-cert",
+                "/etc/hostname",
+            ],
+            "otel_ca_cert",
+        ),
     ];
     for (args, field) in cases {
         let work = tempfile::tempdir().unwrap();
@@ -411,5 +542,235 @@ fn bad_otel_settings_exit_2_with_one_line() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
         assert!(err.contains(field), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn an_outage_arrives_as_spans_and_counters() {
+    let rotel = Rotel::start();
+    let mut redis = RedisServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let run_id = "otlp-outage";
+    let mut child = loadgen(work.path())
+        .args(["--port", &redis.port.to_string(), "--duration", "4"])
+        .args(["--clients", "1", "--threads-per-client", "2"])
+        .args([
+            "--metrics-interval",
+            "0.5",
+            "--quiet",
+            "--output-file",
+            "r.json",
+        ])
+        .args(["--retry-backoff-cap", "0.25", "--run-id", run_id])
+        .args([
+            "--otel-endpoint",
+            &format!("http://127.0.0.1:{}", rotel.grpc),
+        ])
+        .args(["--otel-export-interval", "500", "--trace-sample-rate", "0"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    redis.kill9();
+    std::thread::sleep(Duration::from_millis(1000));
+    redis.restart();
+    assert!(child.wait().unwrap().success());
+    let report = read_json(&work.path().join("r.json"));
+    let outages = report["outages"].as_array().unwrap().len();
+    assert_eq!(outages, 1, "{}", report["outages"]);
+    let total = report["total_commands_count"].as_u64().unwrap();
+    let log = wait_for_final_total(&rotel, "grpc", run_id, total);
+    let last = *of_run(&log, run_id).last().unwrap();
+    let outages_total = metric(last, "redis_loadgen_outages_total").unwrap();
+    assert_eq!(values_sum(outages_total), 1, "{outages_total}");
+    let drops = metric(last, "redis_connection_drops_total").unwrap();
+    assert!(
+        values_sum(drops) >= 2,
+        "both workers lost their connection: {drops}"
+    );
+
+    let label = format!("run_id: Str({run_id})\n");
+    let run_spans: Vec<&str> = spans(&log)
+        .into_iter()
+        .filter(|s| s.contains(&label))
+        .collect();
+    let named = |name: &str| {
+        run_spans
+            .iter()
+            .filter(|s| s.contains(&format!("Name           : {name}\n")))
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    let outage = named("outage");
+    assert_eq!(outage.len(), 1, "{run_spans:#?}");
+    assert!(outage[0].contains("STATUS_CODE_ERROR"), "{}", outage[0]);
+    let reconnects = named("reconnect");
+    assert_eq!(reconnects.len(), 2, "one per worker: {run_spans:#?}");
+    // A reconnect span runs from the loss to the new connection: about the second the
+    // server was down.
+    for span in &reconnects {
+        let time = |key: &str| -> u64 {
+            span.lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let ms = (time("End time:") - time("Start time:")) as f64 / 1e6;
+        assert!(
+            (900.0..3000.0).contains(&ms),
+            "reconnect span of {ms} ms: {span}"
+        );
+    }
+    assert_eq!(named("redis-loadgen run").len(), 1);
+}
+
+/// A TLS-terminating proxy in front of the collector (rotel has no TLS receiver): decrypts
+/// with the test CA's server certificate, forwards to `target`, and keeps the decrypted bytes
+/// the client sent, so the test can see the headers that arrived.
+struct TlsProxy {
+    port: u16,
+    received: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl TlsProxy {
+    fn start(certs: &support::tls::Certs, target: u16) -> TlsProxy {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        use std::sync::{Arc, Mutex};
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(certs.path("server.crt"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(certs.path("server.key")).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&received);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (config, seen) = (Arc::clone(&config), Arc::clone(&seen));
+                std::thread::spawn(move || {
+                    let Ok(upstream) = TcpStream::connect(("127.0.0.1", target)) else {
+                        return;
+                    };
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    pump_tls(rustls::StreamOwned::new(conn, client), upstream, &seen);
+                });
+            }
+        });
+        TlsProxy { port, received }
+    }
+
+    fn received(&self) -> String {
+        String::from_utf8_lossy(&self.received.lock().unwrap()).to_ascii_lowercase()
+    }
+}
+
+/// Moves bytes both ways until either side closes; short read timeouts let one thread
+/// serve both directions of the TLS stream.
+fn pump_tls(
+    mut tls: rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
+    mut upstream: TcpStream,
+    seen: &std::sync::Mutex<Vec<u8>>,
+) {
+    use std::io::{ErrorKind, Read, Write};
+    let tick = Some(Duration::from_millis(5));
+    tls.sock.set_read_timeout(tick).unwrap();
+    upstream.set_read_timeout(tick).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let idle = |e: &std::io::Error| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                if upstream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if idle(&e) => {}
+            Err(_) => return,
+        }
+        match upstream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if tls.write_all(&buf[..n]).and_then(|()| tls.flush()).is_err() {
+                    return;
+                }
+            }
+            Err(e) if idle(&e) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+#[test]
+fn https_endpoints_with_a_private_ca_and_headers() {
+    let rotel = Rotel::start();
+    let redis = RedisServer::start();
+    let certs = support::tls::Certs::make();
+    for (protocol, target) in [("http", rotel.http), ("grpc", rotel.grpc)] {
+        let proxy = TlsProxy::start(&certs, target);
+        let endpoint = format!("https://127.0.0.1:{}", proxy.port);
+        let run_id = format!("otlp-tls-{protocol}");
+        let work = tempfile::tempdir().unwrap();
+        let out = loadgen(work.path())
+            .args(["--port", &redis.port.to_string(), "--duration", "1"])
+            .args(["--clients", "1", "--threads-per-client", "2", "--quiet"])
+            .args(["--output-file", "r.json", "--run-id", &run_id])
+            .args(["--otel-endpoint", &endpoint, "--otel-protocol", protocol])
+            .args(["--otel-ca-cert", &certs.arg("ca.crt")])
+            .args([
+                "--otel-headers",
+                "x-api-key=sekrit-value,x-team=load%20test",
+            ])
+            .output()
+            .unwrap();
+        let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{protocol}: {stderr}");
+        assert!(!stderr.contains("WARN"), "{protocol}: {stderr}");
+        assert!(
+            !stderr.contains("sekrit"),
+            "{protocol}: a secret in the log: {stderr}"
+        );
+        let report = read_json(&work.path().join("r.json"));
+        let total = report["total_commands_count"].as_u64().unwrap();
+        // Through TLS to the collector: the final count arrived.
+        wait_for_final_total(&rotel, protocol, &run_id, total);
+        if protocol == "http" {
+            // HTTP/1.1 headers are plain text once decrypted (gRPC's are HPACK-compressed).
+            let sent = proxy.received();
+            assert!(sent.contains("x-api-key: sekrit-value\r\n"), "{sent:.600}");
+            assert!(sent.contains("x-team: load test\r\n"), "{sent:.600}");
+            assert!(sent.contains("post /v1/traces"), "{sent:.600}");
+        }
+        // The wrong CA: the exports fail with a warning, the run does not.
+        let work = tempfile::tempdir().unwrap();
+        let out = loadgen(work.path())
+            .args(["--port", &redis.port.to_string(), "--duration", "1"])
+            .args(["--clients", "1", "--threads-per-client", "1", "--quiet"])
+            .args(["--otel-endpoint", &endpoint, "--otel-protocol", protocol])
+            .args(["--otel-ca-cert", &certs.arg("other-ca.crt")])
+            .output()
+            .unwrap();
+        let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{protocol}: {stderr}");
+        assert!(
+            stderr.contains("OTLP export of the final metrics and spans failed"),
+            "{protocol}: {stderr}"
+        );
     }
 }

@@ -78,6 +78,10 @@ fn steady_state_allocations_on(port: u16, batches: u64, extra: &[&str]) -> (u64,
         plan.cluster_watch = Some(ClusterWatch::start(&cfg.redis).expect("slot map"));
     }
     let hub = MetricsHub::with_counters(1, plan.ops.clone(), plan.counters.clone(), false);
+    if let Some(otlp) = &cfg.output.otlp {
+        // As the runner does: sampled commands become trace events.
+        hub.enable_tracing(otlp.trace_sample_rate);
+    }
     let mut worker = Worker::connect(0, Arc::clone(&cfg), &plan, &hub, Shutdown::new()).unwrap();
 
     // A reporter on another thread asks for the shard every few milliseconds, so publishing is
@@ -89,6 +93,8 @@ fn steady_state_allocations_on(port: u16, batches: u64, extra: &[&str]) -> (u64,
             let mut total = hub.new_data();
             while !done.load(Ordering::Relaxed) {
                 hub.collect(&mut total, Duration::from_millis(50));
+                // The reporter hands trace events on every interval (the telemetry takes them).
+                total.traces.clear();
                 std::thread::sleep(Duration::from_millis(5));
             }
             total.total()
@@ -108,6 +114,27 @@ fn steady_state_allocations_on(port: u16, batches: u64, extra: &[&str]) -> (u64,
     hub.collect(&mut rest, Duration::ZERO);
     recorded += rest.total();
     (during, recorded)
+}
+
+#[test]
+fn sampled_commands_become_trace_events_without_allocating() {
+    let server = RedisServer::start();
+    // Every 20th command sampled: the per-worker buffer fills every gathering, the rest is
+    // counted as dropped; nothing allocates either way.
+    let (allocs, recorded) = steady_state_allocations(
+        &server,
+        20_000,
+        &[
+            "--operations",
+            "SET,GET",
+            "--otel-endpoint",
+            "http://127.0.0.1:9",
+            "--trace-sample-rate",
+            "0.05",
+        ],
+    );
+    assert!(recorded >= 20_000, "recorded {recorded}");
+    assert_eq!(allocs, 0, "allocations during 20,000 commands, 5 % sampled");
 }
 
 #[test]

@@ -731,7 +731,7 @@ pub static FIELDS: &[FieldSpec] = &[
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         None,
         Kind::Str,
-        "Export metrics over OTLP to this collector URL (http://host:port; gRPC usually on 4317, HTTP on 4318); not set: off",
+        "Export metrics and traces over OTLP to this collector URL (http:// or https://host:port; gRPC usually on 4317, HTTP on 4318); not set: off",
     ),
     field(
         "output.otel_protocol",
@@ -739,7 +739,7 @@ pub static FIELDS: &[FieldSpec] = &[
         "OTEL_EXPORTER_OTLP_PROTOCOL",
         Some("grpc"),
         Kind::Str,
-        "OTLP transport: grpc or http (HTTP/protobuf, to <endpoint>/v1/metrics; http/protobuf also accepted)",
+        "OTLP transport: grpc or http (HTTP/protobuf, to <endpoint>/v1/metrics and /v1/traces; http/protobuf also accepted)",
     ),
     field(
         "output.otel_export_interval",
@@ -748,6 +748,33 @@ pub static FIELDS: &[FieldSpec] = &[
         Some("5000"),
         Kind::Int,
         "Milliseconds between OTLP exports (at most one per metrics interval; the final values are always sent at exit)",
+    ),
+    field(
+        "output.trace_sample_rate",
+        "trace-sample-rate",
+        "OTEL_TRACES_SAMPLER_ARG",
+        Some("0.001"),
+        Kind::Float,
+        "With --otel-endpoint: the fraction of commands (0-1) exported as spans (at most 16 per worker per metrics gathering, about a second); the run, connect, reconnect and outage spans are always exported; 0: no command spans",
+    ),
+    FieldSpec {
+        secret: true,
+        ..field(
+            "output.otel_headers",
+            "otel-headers",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            None,
+            Kind::Str,
+            "Headers sent with every OTLP export, key=value,key2=value2 (e.g. an auth token); never shown",
+        )
+    },
+    field(
+        "output.otel_ca_cert",
+        "otel-ca-cert",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        None,
+        Kind::Str,
+        "PEM CA certificate to trust for an https:// OTLP endpoint; not set: the system's roots",
     ),
     field(
         "output.otel_service_name",

@@ -649,12 +649,16 @@ fn parse_listen(raw: &Raw) -> Result<(String, u16), ConfigError> {
     Ok(nodes.remove(0))
 }
 
-/// An OTLP collector URL: `http://host:port[/path]`, stored without a trailing `/`. TLS
-/// (`https://`) is not supported yet, and a bare `host:port` is refused rather than guessed.
+/// An OTLP collector URL: `http://host:port[/path]` or `https://...`, stored without a
+/// trailing `/`. A bare `host:port` is refused rather than guessed.
 fn parse_otel_endpoint(raw: &Raw) -> Result<String, ConfigError> {
     let text = raw.text.trim().trim_end_matches('/');
-    let allowed = "must be an http:// URL with a host and port, e.g. http://127.0.0.1:4317 (https is not supported)";
-    let Some(rest) = text.strip_prefix("http://") else {
+    let allowed =
+        "must be an http:// or https:// URL with a host and port, e.g. http://127.0.0.1:4317";
+    let Some(rest) = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+    else {
         return Err(raw.invalid(allowed));
     };
     let authority = rest.split('/').next().unwrap_or("");
@@ -665,6 +669,45 @@ fn parse_otel_endpoint(raw: &Raw) -> Result<String, ConfigError> {
         return Err(raw.invalid(allowed));
     }
     Ok(text.to_string())
+}
+
+/// OTLP headers as the spec writes them: `key=value,key2=value2` (values may be
+/// percent-encoded; `%20` etc. are decoded). Keys must be HTTP token characters (lower-cased,
+/// as gRPC metadata requires), values visible ASCII.
+fn parse_otel_headers(raw: &Raw) -> Result<Vec<(String, String)>, ConfigError> {
+    let allowed =
+        "must be key=value pairs separated by commas, e.g. authorization=Bearer%20abc,x-team=a";
+    let mut headers = Vec::new();
+    for pair in raw.text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(raw.invalid(allowed));
+        };
+        let key = key.trim().to_ascii_lowercase();
+        let value = percent_decode(value.trim()).ok_or_else(|| raw.invalid(allowed))?;
+        let key_ok = !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        let value_ok = value
+            .bytes()
+            .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic());
+        if !key_ok || !value_ok {
+            return Err(raw.invalid(allowed));
+        }
+        headers.push((key, value));
+    }
+    if headers.is_empty() {
+        return Err(raw.invalid(allowed));
+    }
+    Ok(headers)
+}
+
+/// A fraction from 0 to 1 (a probability).
+fn parse_fraction(raw: &Raw) -> Result<f64, ConfigError> {
+    match raw.text.trim().parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(raw.invalid("must be a number from 0 to 1")),
+    }
 }
 
 /// `grpc`, or `http` (also `http/protobuf`, the spec's name for it).
@@ -1067,12 +1110,45 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
         u64::to_string,
     )?;
     let otel_service_name = r.req(m, "output.otel_service_name", parse_string, String::clone)?;
+    let trace_sample_rate = r.req(
+        m,
+        "output.trace_sample_rate",
+        parse_fraction,
+        f64::to_string,
+    )?;
+    let otel_headers = r.opt(m, "output.otel_headers", parse_otel_headers, |h| {
+        h.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    })?;
+    let otel_ca_cert = r.opt(
+        m,
+        "output.otel_ca_cert",
+        |x| {
+            let path = PathBuf::from(parse_string(x)?);
+            std::fs::read(&path)
+                .map_err(|e| x.invalid(format!("cannot be read: {e}")))
+                .map(|pem| (path, pem))
+        },
+        |(p, _)| p.display().to_string(),
+    )?;
+    if let (Some(endpoint), Some(_)) = (&otel_endpoint, &otel_ca_cert)
+        && !endpoint.starts_with("https://")
+    {
+        return Err(ConfigError::Conflict(format!(
+            "output.otel_ca_cert (--otel-ca-cert) is set but output.otel_endpoint '{endpoint}' is not https://; use an https:// endpoint or drop the CA certificate"
+        )));
+    }
     let output = OutputConfig {
         otlp: otel_endpoint.map(|endpoint| OtlpConfig {
             endpoint,
             protocol: otel_protocol,
             export_interval: Duration::from_millis(otel_export_interval),
             service_name: otel_service_name,
+            trace_sample_rate,
+            headers: otel_headers.unwrap_or_default(),
+            ca_pem: otel_ca_cert.map(|(_, pem)| pem),
         }),
         ..output
     };
@@ -1575,7 +1651,8 @@ fn url_parts(raw: &Raw) -> Result<Vec<(&'static str, String)>, ConfigError> {
     Ok(parts)
 }
 
-/// `%XX` escapes in a URL's user or password.
+/// `%XX` escapes (in a URL's user or password, in OTLP header values) decoded; `None` for a
+/// broken escape or a result that is not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

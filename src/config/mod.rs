@@ -462,7 +462,7 @@ pub struct OutputConfig {
 }
 
 /// Where and how to push metrics over OTLP.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub struct OtlpConfig {
     /// The collector's base URL (`http://host:port`, maybe with a path), without a trailing `/`.
     pub endpoint: String,
@@ -471,6 +471,30 @@ pub struct OtlpConfig {
     pub export_interval: Duration,
     /// The resource's `service.name`.
     pub service_name: String,
+    /// The fraction of commands exported as spans.
+    pub trace_sample_rate: f64,
+    /// Sent with every export (secret: may carry credentials).
+    pub headers: Vec<(String, String)>,
+    /// PEM CA certificate(s) to trust for an `https://` endpoint; `None`: the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for OtlpConfig {
+    /// Header values may be credentials: only their names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpConfig")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field("export_interval", &self.export_interval)
+            .field("service_name", &self.service_name)
+            .field("trace_sample_rate", &self.trace_sample_rate)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .finish()
+    }
 }
 
 /// The OTLP transport.

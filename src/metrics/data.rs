@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 
 use crate::error::ErrorClass;
 use crate::metrics::outage::{EDGE_CAPACITY, HealthEdge};
+use crate::metrics::trace::{TRACE_CAPACITY, TraceEvent};
 
 /// Index of an operation in the run's operation table (see [`OpTable`]).
 pub type OpId = usize;
@@ -136,6 +137,9 @@ pub struct ConnStats {
     pub health_check_failures: u64,
     /// How long a worker's connection was down: from the drop to the next successful connect.
     pub reconnection: Histogram<u64>,
+    /// How long each worker's first connection took to set up (connect, TLS, AUTH, HELLO,
+    /// SELECT, ...): the family's client initialisation time.
+    pub init: Histogram<u64>,
 }
 
 impl ConnStats {
@@ -151,6 +155,7 @@ impl ConnStats {
             health_checks: 0,
             health_check_failures: 0,
             reconnection: new_histogram(),
+            init: new_histogram(),
         }
     }
 
@@ -181,6 +186,7 @@ impl ConnStats {
         self.reconnection
             .add(&other.reconnection)
             .expect("histograms share bounds");
+        self.init.add(&other.init).expect("histograms share bounds");
     }
 
     fn reset(&mut self) {
@@ -194,6 +200,7 @@ impl ConnStats {
         self.health_checks = 0;
         self.health_check_failures = 0;
         self.reconnection.reset();
+        self.init.reset();
     }
 }
 
@@ -231,6 +238,11 @@ pub struct IntervalData {
     pub edges: Vec<HealthEdge>,
     /// Episodes merged because a worker's edge buffer was full.
     pub edge_overflow: u64,
+    /// Sampled commands and connection events for traces (only with OTLP on); the reporter
+    /// drains them after each gathering.
+    pub traces: Vec<TraceEvent>,
+    /// Trace events dropped because a worker's buffer was full.
+    pub trace_overflow: u64,
 }
 
 impl IntervalData {
@@ -257,6 +269,8 @@ impl IntervalData {
             conn: ConnStats::new(),
             edges: Vec::with_capacity(EDGE_CAPACITY),
             edge_overflow: 0,
+            traces: Vec::with_capacity(TRACE_CAPACITY),
+            trace_overflow: 0,
         }
     }
 
@@ -339,6 +353,8 @@ impl IntervalData {
         // worker's own.
         self.edges.extend_from_slice(&other.edges);
         self.edge_overflow += other.edge_overflow;
+        self.traces.extend_from_slice(&other.traces);
+        self.trace_overflow += other.trace_overflow;
     }
 
     pub fn reset(&mut self) {
@@ -357,6 +373,8 @@ impl IntervalData {
         self.conn.reset();
         self.edges.clear();
         self.edge_overflow = 0;
+        self.traces.clear();
+        self.trace_overflow = 0;
     }
 
     /// Each operation's name and stats.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::ErrorClass;
 use crate::metrics::outage::{EdgeKind, HealthEdge, push_edge};
+use crate::metrics::trace::{Sampler, TraceEvent, TraceKind, push_trace};
 use crate::metrics::{IntervalData, OpId, OpTable};
 
 /// One worker's published data, waiting for the reporter.
@@ -24,6 +25,8 @@ pub struct MetricsHub {
     names: OpTable,
     counter_names: OpTable,
     open_loop: bool,
+    /// Traces on: the command sampling rate (bits of an f64); `u64::MAX`: traces off.
+    trace_rate: AtomicU64,
 }
 
 impl MetricsHub {
@@ -55,7 +58,20 @@ impl MetricsHub {
             names,
             counter_names,
             open_loop,
+            trace_rate: AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// Turns trace events on for writers made from now on: connection events always, and
+    /// each command sampled with probability `sample_rate`.
+    pub fn enable_tracing(&self, sample_rate: f64) {
+        self.trace_rate
+            .store(sample_rate.clamp(0.0, 1.0).to_bits(), Ordering::Release);
+    }
+
+    fn trace_rate(&self) -> Option<f64> {
+        let bits = self.trace_rate.load(Ordering::Acquire);
+        (bits != u64::MAX).then(|| f64::from_bits(bits))
     }
 
     /// An empty [`IntervalData`] with this run's command slots.
@@ -69,7 +85,17 @@ impl MetricsHub {
 
     /// The writer for worker `index` (one per worker, owned by its thread).
     pub fn writer(self: &Arc<Self>, index: usize) -> ShardWriter {
+        let rate = self.trace_rate();
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ clock;
         ShardWriter {
+            tracing: rate.is_some(),
+            sampler: rate.map_or_else(Sampler::off, |r| Sampler::new(r, seed)),
+            server: None,
+            batch_start: None,
+            reconnect_attempts: 0,
             local: self.new_data(),
             seen_epoch: self.epoch.load(Ordering::Acquire),
             hub: Arc::clone(self),
@@ -116,6 +142,16 @@ pub struct ShardWriter {
     episode_failed: u64,
     /// When the worker's working connection was lost; cleared by the next connect.
     down_since: Option<Instant>,
+    /// Trace events on (OTLP export on).
+    tracing: bool,
+    /// Which commands become spans.
+    sampler: Sampler,
+    /// The server the worker's connection goes to (`host:port`), for spans.
+    server: Option<Arc<str>>,
+    /// When the current batch's latencies run from: the start of a failed command's span.
+    batch_start: Option<Instant>,
+    /// Connect attempts since the connection was lost.
+    reconnect_attempts: u32,
 }
 
 impl ShardWriter {
@@ -127,11 +163,74 @@ impl ShardWriter {
     #[inline]
     pub fn record_success(&mut self, op: OpId, latency_ns: u64, service_ns: u64) {
         self.local.record_success(op, latency_ns, service_ns);
+        if self.sampler.tick() {
+            let end = Instant::now();
+            let start = end
+                .checked_sub(Duration::from_nanos(latency_ns))
+                .unwrap_or(end);
+            self.sampled(op, None, start, end);
+        }
     }
 
     #[inline]
     pub fn record_error(&mut self, op: OpId, class: ErrorClass) {
         self.local.record_error(op, class);
+        if self.sampler.tick() {
+            let end = Instant::now();
+            let start = self.batch_start.filter(|s| *s <= end).unwrap_or(end);
+            self.sampled(op, Some(class), start, end);
+        }
+    }
+
+    /// The batch whose replies are recorded next started at `at` (its latencies run from
+    /// there): a failed command's span starts there.
+    #[inline]
+    pub fn batch_started(&mut self, at: Instant) {
+        self.batch_start = Some(at);
+    }
+
+    /// The worker's connection now goes to `server` (`host:port`), for spans.
+    #[cold]
+    pub fn set_server(&mut self, server: Option<Arc<str>>) {
+        self.server = server;
+    }
+
+    /// A sampled command becomes a trace event (derived figures such as a message's
+    /// delivery are not commands and are skipped).
+    #[cold]
+    fn sampled(&mut self, op: OpId, error: Option<ErrorClass>, start: Instant, end: Instant) {
+        if self.local.derived.get(op).copied().unwrap_or(true) {
+            return;
+        }
+        self.trace(TraceKind::Command { op, error }, start, end);
+    }
+
+    fn trace(&mut self, kind: TraceKind, start: Instant, end: Instant) {
+        if !self.tracing {
+            return;
+        }
+        let event = TraceEvent {
+            kind,
+            worker: self.index as u32,
+            start,
+            end,
+            server: self.server.clone(),
+        };
+        let data = &mut self.local;
+        push_trace(&mut data.traces, &mut data.trace_overflow, event);
+    }
+
+    /// The worker's first connection is up: it took from `start` to `end` (the family's
+    /// client initialisation time).
+    #[cold]
+    pub fn client_initialized(&mut self, start: Instant, end: Instant) {
+        let ns = end.saturating_duration_since(start).as_nanos() as u64;
+        let _ = self
+            .local
+            .conn
+            .init
+            .record(ns.clamp(1, crate::metrics::data::HISTOGRAM_MAX_NS));
+        self.trace(TraceKind::Connect, start, end);
     }
 
     /// `n` commands sent at `sent` failed with an outage class (connection error, timeout,
@@ -189,8 +288,14 @@ impl ShardWriter {
         let down = if ok { self.down_since.take() } else { None };
         let down_ns = down.map(|d| at.saturating_duration_since(d).as_nanos() as u64);
         self.local.conn.attempt(ok, down_ns);
+        self.reconnect_attempts = self.reconnect_attempts.saturating_add(1);
         if ok {
             self.local.reconnects += down.is_some() as u64;
+            if let Some(since) = down {
+                let attempts = std::mem::take(&mut self.reconnect_attempts);
+                self.trace(TraceKind::Reconnect { attempts }, since, at);
+            }
+            self.reconnect_attempts = 0;
         } else {
             self.local.connect_failures += 1;
         }
@@ -211,6 +316,10 @@ impl ShardWriter {
         self.local.conn.attempt(ok, down_ns);
         if ok {
             self.local.reconnects += down_since.is_some() as u64;
+            if let Some(since) = down_since {
+                // Attempts are not counted per node: the span says only when it was down.
+                self.trace(TraceKind::Reconnect { attempts: 0 }, since, at);
+            }
         } else {
             self.local.connect_failures += 1;
         }

@@ -10,6 +10,7 @@ pub mod data;
 pub mod hub;
 pub mod outage;
 pub mod summary;
+pub mod trace;
 
 pub use data::{CommandStats, ConnStats, IntervalData, OpId, OpTable, new_histogram};
 pub use hub::{MetricsHub, ShardWriter};

@@ -58,6 +58,7 @@ pub struct RunSummary {
 
 /// Runs the load described by `cfg` until its duration ends or `shutdown` is requested.
 pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, AppError> {
+    let began = Instant::now();
     let console = Console::new(&cfg);
     // Telemetry endpoints are set up first: a taken listen address fails before any load.
     let mut telemetry = crate::telemetry::start(&cfg)?;
@@ -128,6 +129,9 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     let workers = plan.workers;
     let hub =
         MetricsHub::with_counters(workers, plan.ops.clone(), plan.counters.clone(), open_loop);
+    if let Some(otlp) = &cfg.output.otlp {
+        hub.enable_tracing(otlp.trace_sample_rate);
+    }
     let plan = Arc::new(plan);
     // Stops the workers: set on duration end, on a signal, or when start-up fails.
     let stop = Shutdown::new();
@@ -205,11 +209,11 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     let warmup = cfg.workload.warmup.unwrap_or(Duration::ZERO);
     // Workers stop at go + warmup + duration; the measured run starts when warm-up ends.
     let deadline = cfg.test.duration.map(|d| go + warmup + d);
+    let mut warm = hub.new_data();
     let warmup_report = if warmup.is_zero() {
         None
     } else {
         wait_until(go + warmup, &shutdown, &console, go);
-        let mut warm = hub.new_data();
         hub.collect(&mut warm, COLLECT_WAIT);
         tracing::info!(commands = warm.total(), "warm-up done; measuring from now");
         Some(PhaseReport::from_data(&warm, go.elapsed()))
@@ -218,9 +222,19 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     let started = Instant::now();
     let run_start = SystemTime::now();
     let cpu_start = control::cpu_times();
+    telemetry.run_started(&cfg, plan.ops.clone(), began, started, run_start);
     let mut builder = ReportBuilder::new(&cfg, &server, run_start, hub.new_data(), workers);
     builder.set_phases(setup, warmup_report);
     let mut interval_data = hub.new_data();
+    // The workers' client initialisation (and its spans) happened before a warm-up: it
+    // belongs to the run's telemetry all the same.
+    interval_data.conn.init.add(&warm.conn.init).ok();
+    interval_data.traces.extend(
+        warm.traces
+            .iter()
+            .filter(|t| t.kind == crate::metrics::trace::TraceKind::Connect)
+            .cloned(),
+    );
     let mut outages = OutageTracker::new(started, workers);
     let mut outage_events = Vec::new();
     let interval = cfg.output.metrics_interval;
@@ -245,6 +259,7 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
             outages.feed(&mut interval_data.edges, &mut outage_events);
             for event in outage_events.drain(..) {
                 console.outage(&event);
+                telemetry.outage(&event);
             }
             if now >= next_report {
                 let report = builder.add_interval(&interval_data, now - last_report, now - started);
@@ -284,6 +299,7 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     outages.feed(&mut interval_data.edges, &mut outage_events);
     for event in outage_events.drain(..) {
         console.outage(&event);
+        telemetry.outage(&event);
     }
     builder.set_outages(outages.windows(stop_at));
     if interval_data.total() > 0 || builder.interval_count() == 0 {
@@ -291,8 +307,9 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
         console.interval(&report, end - started);
         telemetry.interval(&interval_data, end - started);
     }
-    // The last interval leaves before the report is written (also flushed on early returns,
-    // by Drop).
+    // The last interval and the run span leave before the report is written (also flushed
+    // on early returns, by Drop).
+    telemetry.run_ended(end);
     telemetry.finish();
     if drained {
         for handle in handles {

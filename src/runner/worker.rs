@@ -86,6 +86,7 @@ impl Worker {
         stop: Shutdown,
     ) -> Result<Worker, ConnectError> {
         let client_name = format!("{}-w{}", cfg.redis.client_name, index);
+        let init_start = Instant::now();
         let mut rng = WorkerRng::seed_from_u64(worker_seed(cfg.test.seed, index));
         let mut cluster = None;
         let mut conn_target = None;
@@ -114,9 +115,12 @@ impl Worker {
         let opened = cluster
             .as_ref()
             .map_or(1, ClusterPipeline::open_connections);
+        let connected = Instant::now();
         for _ in 0..opened {
-            metrics.connect_attempt(true, Instant::now());
+            metrics.connect_attempt(true, connected);
         }
+        metrics.set_server(server_label(&cfg, conn_target.as_ref()));
+        metrics.client_initialized(init_start, connected);
         Ok(Worker {
             index,
             conn,
@@ -500,6 +504,8 @@ impl Worker {
             match result {
                 Ok((conn, target)) => {
                     self.conn = Some(conn);
+                    self.metrics
+                        .set_server(server_label(&self.cfg, target.as_ref()));
                     self.conn_target = target;
                     self.backoff.succeeded();
                     tracing::info!(worker = self.index, "reconnected");
@@ -550,13 +556,28 @@ fn batch_started(
 ) -> Instant {
     let data = metrics.data();
     data.units += units as u64;
-    match intended {
+    let start = match intended {
         Some(at) => {
             data.record_lag(sent.saturating_duration_since(at).as_nanos() as u64);
             at
         }
         None => sent,
+    };
+    metrics.batch_started(start);
+    start
+}
+
+/// The server a worker's commands go to, for spans: the master in Sentinel mode, the
+/// configured server otherwise; none in cluster mode (a worker talks to every master).
+fn server_label(cfg: &RunnerConfig, sentinel_master: Option<&(String, u16)>) -> Option<Arc<str>> {
+    if cfg.redis.cluster.is_some() {
+        return None;
     }
+    let (host, port) = match sentinel_master {
+        Some((host, port)) => (host.as_str(), *port),
+        None => (cfg.redis.host.as_str(), cfg.redis.port),
+    };
+    Some(crate::config::load::listen_text(host, port).into())
 }
 
 /// A new connection and, in Sentinel mode, the master address it went to.

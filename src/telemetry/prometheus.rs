@@ -24,10 +24,9 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::series::{BucketCounts, Snapshot};
+use super::series::{self, BucketCounts, FamilyKind, Snapshot, Value};
 use super::{Labels, Sink};
-use crate::error::{AppError, ErrorClass};
-use crate::metrics::IntervalData;
+use crate::error::AppError;
 use crate::shutdown::Shutdown;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -36,8 +35,7 @@ const TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
 impl BucketCounts {
     fn encode_into(
         &self,
-        labels: &[(&str, &str)],
-        family: &mut prometheus_client::encoding::MetricEncoder,
+        mut metric: prometheus_client::encoding::MetricEncoder,
     ) -> Result<(), std::fmt::Error> {
         let buckets: Vec<(f64, u64)> = self
             .bounds_ms
@@ -46,9 +44,7 @@ impl BucketCounts {
             .chain([f64::INFINITY])
             .zip(self.counts.iter().copied())
             .collect();
-        family
-            .encode_family(&labels)?
-            .encode_histogram::<NoLabelSet>(self.sum_ms, self.count(), &buckets, None)
+        metric.encode_histogram::<NoLabelSet>(self.sum_ms, self.count(), &buckets, None)
     }
 }
 
@@ -83,88 +79,41 @@ impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Only the Arc is cloned under the lock: the reporter never waits for an encoding.
         let snap = Arc::clone(&self.current.lock().unwrap_or_else(PoisonError::into_inner));
+        if snap.generation == 0 {
+            // Nothing measured yet: no series rather than zeros with made-up labels.
+            return Ok(());
+        }
         let base = self.base();
-        let counter = |family: &mut prometheus_client::encoding::MetricEncoder,
-                       labels: &[(&str, &str)],
-                       value: u64| {
-            family
-                .encode_family(&labels)?
-                .encode_counter::<NoLabelSet, u64, u64>(&value, None)
-        };
-
-        let mut family = encoder.encode_descriptor(
-            "redis_operations",
-            "Redis commands completed, by outcome",
-            None,
-            MetricType::Counter,
-        )?;
-        for op in &snap.ops {
-            let labels = Self::with(
-                &base,
-                &[
-                    ("operation", &op.name),
-                    ("status", "success"),
-                    ("error_type", "none"),
-                ],
-            );
-            counter(&mut family, &labels, op.success)?;
-            for (class, &n) in ErrorClass::ALL.iter().zip(&op.errors) {
-                if n > 0 {
-                    let labels = Self::with(
-                        &base,
-                        &[
-                            ("operation", &op.name),
-                            ("status", "error"),
-                            ("error_type", class.label()),
-                        ],
-                    );
-                    counter(&mut family, &labels, n)?;
+        let milliseconds = Unit::Other("milliseconds".into());
+        for family in snap.families() {
+            let (metric_type, unit) = match family.kind {
+                FamilyKind::Counter => (MetricType::Counter, None),
+                FamilyKind::Gauge => (MetricType::Gauge, None),
+                FamilyKind::Histogram => (MetricType::Histogram, None),
+            };
+            let unit = match family.unit {
+                series::Unit::Milliseconds => Some(&milliseconds),
+                series::Unit::None => unit,
+            };
+            let mut encoder =
+                encoder.encode_descriptor(family.name, family.help, unit, metric_type)?;
+            for point in &family.points {
+                let labels = Self::with(&base, &point.labels);
+                let mut metric = encoder.encode_family(&labels)?;
+                match (family.kind, point.value) {
+                    (FamilyKind::Counter, Value::Int(n)) => {
+                        metric.encode_counter::<NoLabelSet, u64, u64>(&n, None)?
+                    }
+                    (FamilyKind::Counter, Value::Float(x)) => {
+                        metric.encode_counter::<NoLabelSet, f64, f64>(&x, None)?
+                    }
+                    (FamilyKind::Gauge, Value::Float(x)) => metric.encode_gauge(&x)?,
+                    (FamilyKind::Gauge, Value::Int(n)) => metric.encode_gauge(&(n as f64))?,
+                    (_, Value::Histogram(b)) => b.encode_into(metric)?,
+                    (FamilyKind::Histogram, _) => {}
                 }
             }
         }
-
-        let unit = Unit::Other("milliseconds".into());
-        let mut family = encoder.encode_descriptor(
-            "redis_operation_duration",
-            "Latency of successful Redis commands",
-            Some(&unit),
-            MetricType::Histogram,
-        )?;
-        for op in &snap.ops {
-            let labels = Self::with(&base, &[("operation", &op.name), ("status", "success")]);
-            op.duration.encode_into(&labels, &mut family)?;
-        }
-
-        let mut family = encoder.encode_descriptor(
-            "redis_connections",
-            "Connection attempts, by outcome",
-            None,
-            MetricType::Counter,
-        )?;
-        for (status, n) in [
-            ("initiated", snap.conn_initiated),
-            ("success", snap.conn_succeeded),
-            ("error", snap.conn_failed),
-        ] {
-            counter(&mut family, &Self::with(&base, &[("status", status)]), n)?;
-        }
-
-        let mut family = encoder.encode_descriptor(
-            "redis_connection_drops",
-            "Established connections that broke",
-            None,
-            MetricType::Counter,
-        )?;
-        counter(&mut family, &base, snap.drops)?;
-
-        let mut family = encoder.encode_descriptor(
-            "redis_reconnection_duration",
-            "How long a connection was down before it was re-established",
-            Some(&unit),
-            MetricType::Histogram,
-        )?;
-        snap.reconnection.encode_into(&base, &mut family)?;
-
         self.encoded
             .fetch_max(snap.generation + 1, Ordering::Relaxed);
         Ok(())
@@ -173,8 +122,8 @@ impl Collector for SnapshotCollector {
 
 /// Serves `/metrics` and folds intervals into the served snapshot.
 pub struct PrometheusSink {
-    /// The reporter's own cumulative state (no lock needed to update it).
-    state: Snapshot,
+    /// The generation of the newest snapshot handed over.
+    generation: u64,
     current: Arc<Mutex<Arc<Snapshot>>>,
     /// Generation + 1 of the newest snapshot a scrape has been sent (0: none yet).
     served: Arc<AtomicU64>,
@@ -206,7 +155,7 @@ impl PrometheusSink {
             ))
         })?;
         let server = Arc::new(server);
-        let current = Arc::new(Mutex::new(Arc::new(Snapshot::new())));
+        let current = Arc::new(Mutex::new(Arc::new(Snapshot::default())));
         let encoded = Arc::new(AtomicU64::new(0));
         let served = Arc::new(AtomicU64::new(0));
         let mut registry = Registry::default();
@@ -228,7 +177,7 @@ impl PrometheusSink {
             None => tracing::info!("serving Prometheus metrics at http://{shown}/metrics"),
         }
         Ok(PrometheusSink {
-            state: Snapshot::new(),
+            generation: 0,
             current,
             served,
             final_generation: None,
@@ -315,16 +264,16 @@ fn classic_text(openmetrics: &str) -> String {
 }
 
 impl Sink for PrometheusSink {
-    fn interval(&mut self, delta: &IntervalData, _elapsed: Duration) {
-        self.state.add(delta);
-        let snap = Arc::new(self.state.clone());
+    fn interval(&mut self, snapshot: &Snapshot) {
+        self.generation = snapshot.generation;
+        let snap = Arc::new(snapshot.clone());
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = snap;
     }
 
     fn finish(&mut self) {
         // The final interval is already published; the endpoint keeps serving it until the
         // sink is dropped (after the report, and the linger).
-        self.final_generation = Some(self.state.generation);
+        self.final_generation = Some(self.generation);
     }
 
     fn linger(&mut self, shutdown: &Shutdown) {
