@@ -62,6 +62,28 @@ ensure_prometheus() {
 
 ensure_prometheus
 
+# Installs shellcheck (tests/stack_scripts.rs lints setup.sh, status.sh, cleanup.sh) when missing.
+ensure_shellcheck() {
+    if command -v shellcheck >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "== installing shellcheck (apt)"
+    if ! command -v apt-get >/dev/null 2>&1 || [[ $(id -u) -ne 0 ]]; then
+        echo "error: shellcheck is not installed and apt-get is unavailable or this" >&2
+        echo "       script is not running as root; run: sudo apt-get install -y shellcheck" >&2
+        exit 1
+    fi
+    if ! apt-cache show shellcheck >/dev/null 2>&1; then
+        apt-get update
+    fi
+    if ! apt-get install -y --no-install-recommends shellcheck; then
+        apt-get update
+        apt-get install -y --no-install-recommends shellcheck
+    fi
+}
+
+ensure_shellcheck
+
 # Installs rotel (a Rust OpenTelemetry collector; tests/otlp.rs sends it OTLP metrics) when
 # missing: it ships on PyPI as a pre-release wheel holding the binary (needs libpython3.11).
 # The wheel is unpacked into target/tools/rotel; ROTEL_AGENT tells the tests where it is.
@@ -104,6 +126,69 @@ ensure_rotel() {
 }
 
 ensure_rotel
+
+# Installs Debian's docker-compose (v1.29; tests/stack_config.rs runs `docker-compose config -q`
+# on docker-compose.yml, which needs no Docker engine) when missing.
+ensure_docker_compose() {
+    if command -v docker-compose >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "== installing docker-compose (apt)"
+    if ! command -v apt-get >/dev/null 2>&1 || [[ $(id -u) -ne 0 ]]; then
+        echo "error: docker-compose is not installed and apt-get is unavailable or this" >&2
+        echo "       script is not running as root; run: sudo apt-get install -y docker-compose" >&2
+        exit 1
+    fi
+    if ! apt-cache show docker-compose >/dev/null 2>&1; then
+        apt-get update
+    fi
+    if ! apt-get install -y --no-install-recommends docker-compose; then
+        apt-get update
+        apt-get install -y --no-install-recommends docker-compose
+    fi
+}
+
+ensure_docker_compose
+
+# Installs check-jsonschema (PyPI; tests/stack_config.rs validates docker-compose.yml against
+# the compose-spec schema bundled in it, `--builtin-schema vendor.compose-spec`) when missing.
+# pip installs it with its dependencies into target/tools (`--target`: no venv, and no change
+# to the system's Python); a wrapper runs it with the Python that installed it (some of the
+# dependencies are compiled for that Python). CHECK_JSONSCHEMA tells the tests where it is.
+CHECK_JSONSCHEMA_VERSION=0.39.0
+ensure_check_jsonschema() {
+    local dir="$PWD/target/tools/check-jsonschema-$CHECK_JSONSCHEMA_VERSION"
+    export CHECK_JSONSCHEMA="$dir/check-jsonschema"
+    if [[ -x "$CHECK_JSONSCHEMA" ]] && "$CHECK_JSONSCHEMA" --version >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "== installing check-jsonschema $CHECK_JSONSCHEMA_VERSION (PyPI)"
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        if ! command -v apt-get >/dev/null 2>&1 || [[ $(id -u) -ne 0 ]]; then
+            echo "error: pip is not available to install check-jsonschema; run: sudo apt-get install -y python3-pip" >&2
+            exit 1
+        fi
+        apt-get install -y --no-install-recommends python3-pip || {
+            apt-get update
+            apt-get install -y --no-install-recommends python3-pip
+        }
+    fi
+    local python
+    python="$(python3 -c 'import sys; print(sys.executable)')"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --quiet --disable-pip-version-check \
+        --no-warn-script-location \
+        --target "$dir/lib" "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+    cat >"$CHECK_JSONSCHEMA" <<EOF
+#!/bin/sh
+PYTHONPATH="$dir/lib\${PYTHONPATH:+:\$PYTHONPATH}" exec "$python" -m check_jsonschema "\$@"
+EOF
+    chmod +x "$CHECK_JSONSCHEMA"
+    "$CHECK_JSONSCHEMA" --version >/dev/null
+}
+
+ensure_check_jsonschema
 
 echo "== fmt"
 cargo fmt --all -- --check
