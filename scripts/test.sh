@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The project's test command (see README): installs Redis if it is missing,
-# then checks formatting, runs clippy with warnings denied, and runs the whole
-# test suite (`cargo test --all-targets`). Exits non-zero on any failure.
+# The project's test command (see README): installs what the tests need when it is missing
+# (Redis, openssl, Prometheus + promtool, shellcheck, docker-compose with apt; rotel and
+# check-jsonschema from PyPI into target/tools), then checks formatting, runs clippy with
+# warnings denied, and runs the whole test suite (`cargo test --all-targets`). Exits non-zero
+# on any failure.
 # Usage: scripts/test.sh   (from anywhere)
 set -euo pipefail
 
@@ -11,30 +13,34 @@ export DEBIAN_FRONTEND=noninteractive
 
 # Installs redis-server, redis-sentinel, redis-tools and openssl (the TLS tests make certificates with it)
 # with apt when one of them is not on PATH.
+# Installs Debian packages with apt (root only), refreshing the package lists when a package
+# is unknown or the first install fails. Without apt or root: prints the command and exits 1.
+# Usage: apt_install WHY PACKAGE...
+apt_install() {
+    local why="$1"
+    shift
+    echo "== installing $* (apt)"
+    if ! command -v apt-get >/dev/null 2>&1 || [[ $(id -u) -ne 0 ]]; then
+        echo "error: $why, and apt-get is unavailable or this script is not running as root;" >&2
+        echo "       run: sudo apt-get install -y --no-install-recommends $*" >&2
+        exit 1
+    fi
+    if ! apt-cache show "$@" >/dev/null 2>&1; then
+        apt-get update
+    fi
+    if ! apt-get install -y --no-install-recommends "$@"; then
+        apt-get update
+        apt-get install -y --no-install-recommends "$@"
+    fi
+}
+
 ensure_redis() {
     if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 \
         && command -v openssl >/dev/null 2>&1 && command -v redis-sentinel >/dev/null 2>&1; then
         return 0
     fi
-    echo "== installing redis-server + redis-sentinel + redis-tools + openssl (apt)"
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "error: redis-server is not installed and apt-get is unavailable;" >&2
-        echo "       install Redis (redis-server, redis-tools) yourself and re-run." >&2
-        exit 1
-    fi
-    if [[ $(id -u) -ne 0 ]]; then
-        echo "error: redis-server is not installed and this script is not running as root;" >&2
-        echo "       run: sudo apt-get install -y --no-install-recommends redis-server redis-tools" >&2
-        exit 1
-    fi
-    # Refresh the package lists only if the packages are not known yet.
-    if ! apt-cache show redis-server redis-sentinel redis-tools openssl >/dev/null 2>&1; then
-        apt-get update
-    fi
-    if ! apt-get install -y --no-install-recommends redis-server redis-sentinel redis-tools openssl; then
-        apt-get update
-        apt-get install -y --no-install-recommends redis-server redis-sentinel redis-tools openssl
-    fi
+    apt_install "redis-server, redis-sentinel, redis-cli or openssl is missing" \
+        redis-server redis-sentinel redis-tools openssl
 }
 
 ensure_redis
@@ -45,19 +51,7 @@ ensure_prometheus() {
     if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
         return 0
     fi
-    echo "== installing prometheus (apt)"
-    if ! command -v apt-get >/dev/null 2>&1 || [[ $(id -u) -ne 0 ]]; then
-        echo "error: prometheus/promtool are not installed and apt-get is unavailable or this" >&2
-        echo "       script is not running as root; run: sudo apt-get install -y prometheus" >&2
-        exit 1
-    fi
-    if ! apt-cache show prometheus >/dev/null 2>&1; then
-        apt-get update
-    fi
-    if ! apt-get install -y --no-install-recommends prometheus; then
-        apt-get update
-        apt-get install -y --no-install-recommends prometheus
-    fi
+    apt_install "prometheus is missing" prometheus
 }
 
 ensure_prometheus
@@ -67,19 +61,7 @@ ensure_shellcheck() {
     if command -v shellcheck >/dev/null 2>&1; then
         return 0
     fi
-    echo "== installing shellcheck (apt)"
-    if ! command -v apt-get >/dev/null 2>&1 || [[ $(id -u) -ne 0 ]]; then
-        echo "error: shellcheck is not installed and apt-get is unavailable or this" >&2
-        echo "       script is not running as root; run: sudo apt-get install -y shellcheck" >&2
-        exit 1
-    fi
-    if ! apt-cache show shellcheck >/dev/null 2>&1; then
-        apt-get update
-    fi
-    if ! apt-get install -y --no-install-recommends shellcheck; then
-        apt-get update
-        apt-get install -y --no-install-recommends shellcheck
-    fi
+    apt_install "shellcheck is missing" shellcheck
 }
 
 ensure_shellcheck
@@ -96,22 +78,10 @@ ensure_rotel() {
     fi
     echo "== installing rotel $ROTEL_VERSION (PyPI wheel)"
     if ! python3 -m pip --version >/dev/null 2>&1; then
-        if ! command -v apt-get >/dev/null 2>&1 || [[ $(id -u) -ne 0 ]]; then
-            echo "error: pip is not available to download rotel; run: sudo apt-get install -y python3-pip" >&2
-            exit 1
-        fi
-        apt-get install -y --no-install-recommends python3-pip || {
-            apt-get update
-            apt-get install -y --no-install-recommends python3-pip
-        }
+        apt_install "pip is needed to download rotel" python3-pip
     fi
     if ! ldconfig -p 2>/dev/null | grep -q 'libpython3\.11\.so\.1\.0'; then
-        if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) -eq 0 ]]; then
-            apt-get install -y --no-install-recommends libpython3.11 || {
-                apt-get update
-                apt-get install -y --no-install-recommends libpython3.11
-            }
-        fi
+        apt_install "rotel needs libpython3.11" libpython3.11
     fi
     local download
     download="$(mktemp -d)"
@@ -133,19 +103,7 @@ ensure_docker_compose() {
     if command -v docker-compose >/dev/null 2>&1; then
         return 0
     fi
-    echo "== installing docker-compose (apt)"
-    if ! command -v apt-get >/dev/null 2>&1 || [[ $(id -u) -ne 0 ]]; then
-        echo "error: docker-compose is not installed and apt-get is unavailable or this" >&2
-        echo "       script is not running as root; run: sudo apt-get install -y docker-compose" >&2
-        exit 1
-    fi
-    if ! apt-cache show docker-compose >/dev/null 2>&1; then
-        apt-get update
-    fi
-    if ! apt-get install -y --no-install-recommends docker-compose; then
-        apt-get update
-        apt-get install -y --no-install-recommends docker-compose
-    fi
+    apt_install "docker-compose is missing" docker-compose
 }
 
 ensure_docker_compose
@@ -164,14 +122,7 @@ ensure_check_jsonschema() {
     fi
     echo "== installing check-jsonschema $CHECK_JSONSCHEMA_VERSION (PyPI)"
     if ! python3 -m pip --version >/dev/null 2>&1; then
-        if ! command -v apt-get >/dev/null 2>&1 || [[ $(id -u) -ne 0 ]]; then
-            echo "error: pip is not available to install check-jsonschema; run: sudo apt-get install -y python3-pip" >&2
-            exit 1
-        fi
-        apt-get install -y --no-install-recommends python3-pip || {
-            apt-get update
-            apt-get install -y --no-install-recommends python3-pip
-        }
+        apt_install "pip is needed to install check-jsonschema" python3-pip
     fi
     local python
     python="$(python3 -c 'import sys; print(sys.executable)')"
