@@ -774,3 +774,51 @@ fn https_endpoints_with_a_private_ca_and_headers() {
         );
     }
 }
+
+#[test]
+fn cluster_command_spans_name_the_node_that_answered() {
+    let rotel = Rotel::start();
+    let cluster = support::cluster::Cluster::start(3, 0);
+    let work = tempfile::tempdir().unwrap();
+    let run_id = "otlp-cluster";
+    let out = loadgen(work.path())
+        .args(["--cluster", "--cluster-nodes", &cluster.seed()])
+        .args([
+            "--duration",
+            "2",
+            "--clients",
+            "1",
+            "--threads-per-client",
+            "2",
+        ])
+        .args(["--quiet", "--output-file", "r.json", "--run-id", run_id])
+        .args([
+            "--otel-endpoint",
+            &format!("http://127.0.0.1:{}", rotel.grpc),
+        ])
+        .args(["--trace-sample-rate", "0.01"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = read_json(&work.path().join("r.json"));
+    let total = report["total_commands_count"].as_u64().unwrap();
+    let log = wait_for_final_total(&rotel, "grpc", run_id, total);
+    let label = format!("run_id: Str({run_id})\n");
+    let ports: std::collections::BTreeSet<u16> = spans(&log)
+        .into_iter()
+        .filter(|s| s.contains(&label) && s.contains("db.system: Str(redis)"))
+        .map(|s| {
+            s.lines()
+                .find_map(|l| l.trim().strip_prefix("-> server.port: Int("))
+                .and_then(|p| p.trim_end_matches(')').parse().ok())
+                .unwrap_or_else(|| panic!("a command span without server.port: {s}"))
+        })
+        .collect();
+    let masters: std::collections::BTreeSet<u16> = cluster.nodes.iter().map(|n| n.port).collect();
+    // Keys spread over the three masters' slots: spans name all of them, and only them.
+    assert_eq!(ports, masters, "span ports vs the masters");
+}

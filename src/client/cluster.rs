@@ -641,6 +641,9 @@ pub enum Event<'a> {
     },
     /// A working node connection was lost.
     Dropped { at: Instant },
+    /// The events that follow, up to the next `Node`, are about the unit sent to this node
+    /// (`host:port`): what the worker's command spans name as the server.
+    Node(&'a Arc<str>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -676,6 +679,8 @@ struct Unit {
 /// One worker's connection to one node.
 struct NodeConn {
     addr: (String, u16),
+    /// `host:port`, shared with the worker's spans (see [`Event::Node`]).
+    label: Arc<str>,
     conn: Option<RespConnection<DataStream>>,
     backoff: Backoff,
     /// No connect attempt before this (after a failed one).
@@ -785,8 +790,10 @@ impl ClusterPipeline {
         while self.nodes.len() <= node as usize {
             let i = self.nodes.len() as u16;
             let addr = self.watch.node_addr(i).unwrap_or_default();
+            let label = crate::config::load::listen_text(&addr.0, addr.1).into();
             self.nodes.push(NodeConn {
                 addr,
+                label,
                 conn: None,
                 backoff: Backoff::new(self.retry),
                 retry_at: None,
@@ -1011,6 +1018,11 @@ impl ClusterPipeline {
     fn read_replies<F: FnMut(Event<'_>)>(&mut self, on: &mut F) {
         for u in 0..self.units.len() {
             let unit = self.units[u];
+            if !matches!(unit.state, UnitState::Done)
+                && let Some(node) = self.nodes.get(unit.node as usize)
+            {
+                on(Event::Node(&node.label));
+            }
             let ask = match unit.state {
                 UnitState::Sent { ask } => ask,
                 UnitState::NotSent(class) => {

@@ -195,6 +195,15 @@ impl ShardWriter {
         self.server = server;
     }
 
+    /// Cluster mode: the replies recorded next come from `server`. Consecutive units mostly
+    /// share a node, so the shared label is cloned only when the node changes.
+    #[inline]
+    pub fn server_is(&mut self, server: &Arc<str>) {
+        if !self.server.as_ref().is_some_and(|s| Arc::ptr_eq(s, server)) {
+            self.server = Some(Arc::clone(server));
+        }
+    }
+
     /// A sampled command becomes a trace event (derived figures such as a message's
     /// delivery are not commands and are skipped).
     #[cold]

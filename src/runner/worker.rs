@@ -421,6 +421,7 @@ impl Worker {
                 down_since,
             } => metrics.node_connect_attempt(ok, at, down_since),
             Event::Dropped { .. } => metrics.node_dropped(),
+            Event::Node(label) => metrics.server_is(label),
         });
         let all_failed = errors >= ops.len();
         self.after_batch(all_failed);
@@ -568,7 +569,8 @@ fn batch_started(
 }
 
 /// The server a worker's commands go to, for spans: the master in Sentinel mode, the
-/// configured server otherwise; none in cluster mode (a worker talks to every master).
+/// configured server otherwise; none in cluster mode, where the pipeline names each reply's
+/// node (`Event::Node`).
 fn server_label(cfg: &RunnerConfig, sentinel_master: Option<&(String, u16)>) -> Option<Arc<str>> {
     if cfg.redis.cluster.is_some() {
         return None;

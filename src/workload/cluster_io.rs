@@ -70,7 +70,7 @@ pub fn exchange(
                 class,
             });
         }
-        Event::Connect { .. } | Event::Dropped { .. } => {}
+        Event::Connect { .. } | Event::Dropped { .. } | Event::Node(_) => {}
     });
     if let Some(e) = failure {
         return Err(e);
