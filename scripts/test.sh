@@ -46,7 +46,8 @@ ensure_redis() {
 ensure_redis
 
 # Installs Debian's prometheus package (prometheus + promtool: tests/prometheus.rs checks the
-# /metrics exposition with promtool and lets a real Prometheus scrape a run) when missing.
+# /metrics exposition with promtool and lets a real Prometheus scrape a run; tests/dashboards.rs
+# runs every Grafana dashboard query against one) when missing.
 ensure_prometheus() {
     if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
         return 0

@@ -28,6 +28,7 @@ const COLLECTOR: &str = "config/otel-collector-config.yml";
 const PROMETHEUS: &str = "config/prometheus.yml";
 const DATASOURCES: &str = "config/grafana/provisioning/datasources/datasources.yml";
 const DASHBOARD_PROVIDERS: &str = "config/grafana/provisioning/dashboards/dashboards.yml";
+const DASHBOARDS: &str = "config/grafana/dashboards";
 const DOCKERFILE: &str = "docker/Dockerfile";
 
 /// The family's ports (issue 7, README): OTLP gRPC and HTTP in, the Prometheus exporter out.
@@ -938,8 +939,9 @@ fn ports_targets_and_urls_agree() {
 }
 
 /// The metrics interval, the OTLP export interval, Prometheus's scrape and evaluation
-/// intervals and Grafana's datasource interval are one value. redis-loadgen's side is read
-/// from the program's own configuration resolver, not written here.
+/// intervals, Grafana's datasource interval and every dashboard's refresh are one value.
+/// redis-loadgen's side is read from the program's own configuration resolver, not written
+/// here.
 #[test]
 fn intervals_agree() {
     let compose = yaml(COMPOSE);
@@ -989,6 +991,28 @@ fn intervals_agree() {
         seen.iter().all(|(_, d)| *d == seen[0].1),
         "the intervals disagree: {seen:#?}"
     );
+    // Every provisioned dashboard refreshes as often as new values arrive.
+    let mut dashboards: Vec<PathBuf> = std::fs::read_dir(repo().join(DASHBOARDS))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    dashboards.sort();
+    assert!(!dashboards.is_empty(), "no dashboards in {DASHBOARDS}");
+    for path in dashboards {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let d: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let refresh = d["refresh"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has no refresh"));
+        assert_eq!(
+            prom_duration(refresh),
+            seen[0].1,
+            "{name} refreshes every {refresh}, the metrics arrive every {:?}",
+            seen[0].1
+        );
+    }
     // The table the program is generated from says the same (a second, independent reading).
     let default = fields::find("output.otel_export_interval").and_then(|f| f.default);
     assert_eq!(

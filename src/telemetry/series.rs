@@ -327,17 +327,18 @@ impl Snapshot {
                 ],
                 op.success,
             ));
+            // Every error class from the start, at 0 until it counts: Prometheus's rate()
+            // ignores a series' first sample, so an error series born at its first error
+            // would hide that error (and an outage's errors) from every rate panel.
             for (class, &n) in ErrorClass::ALL.iter().zip(&op.errors) {
-                if n > 0 {
-                    operations.push(Point::int(
-                        vec![
-                            ("operation", name),
-                            ("status", "error"),
-                            ("error_type", class.label()),
-                        ],
-                        n,
-                    ));
-                }
+                operations.push(Point::int(
+                    vec![
+                        ("operation", name),
+                        ("status", "error"),
+                        ("error_type", class.label()),
+                    ],
+                    n,
+                ));
             }
             durations.push(Point::hist(
                 vec![("operation", name), ("status", "success")],
