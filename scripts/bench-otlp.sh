@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # What OTLP export costs: the high_throughput profile with and without --otel-endpoint
 # pointing at a real collector (rotel), in alternating rounds against one redis-server.
-# NOT a test: its figures depend on the machine. Prints per-round ops/s and the medians.
+# NOT a test: its figures depend on the machine. Prints per-round ops/s and the client's CPU
+# time per command (user + system, from the report's client_cpu), and their medians: on a
+# shared 2-core box throughput swings with the neighbours, while CPU per command shows what
+# the export itself costs the load generator.
 #
 # Needs rotel: ROTEL_AGENT=/path/to/rotel-agent, or the copy scripts/test.sh installs in
 # target/tools. Uses the release binary (built here).
@@ -109,29 +112,35 @@ run() { # label json [extra args...]
         tail -n 20 "$WORK_DIR/run.out" >&2
         die "OTLP export failed during the run"
     fi
-    python3 -c 'import json,sys; print("%.0f" % json.load(open(sys.argv[1]))["overall_throughput"])' "$json"
+    python3 -c 'import json,sys
+r = json.load(open(sys.argv[1]))
+print("%.0f %.3f" % (r["overall_throughput"], r["client_cpu"]["us_per_op"]))' "$json"
 }
 
-printf '%-6s %14s %14s\n' round "off ops/s" "otlp ops/s"
+printf '%-6s %14s %14s %14s %14s\n' round "off ops/s" "otlp ops/s" "off cpu us/op" "otlp cpu us/op"
 OFF=()
 ON=()
+OFF_CPU=()
+ON_CPU=()
 for ((r = 1; r <= ROUNDS; r++)); do
     otlp_args=(--otel-endpoint "$ENDPOINT" --otel-protocol "$PROTOCOL" --otel-export-interval "$EXPORT_MS")
     if ((r % 2)); then
-        off="$(run off "$WORK_DIR/off.json")"
-        on="$(run otlp "$WORK_DIR/on.json" "${otlp_args[@]}")"
+        read -r off off_cpu < <(run off "$WORK_DIR/off.json")
+        read -r on on_cpu < <(run otlp "$WORK_DIR/on.json" "${otlp_args[@]}")
     else
-        on="$(run otlp "$WORK_DIR/on.json" "${otlp_args[@]}")"
-        off="$(run off "$WORK_DIR/off.json")"
+        read -r on on_cpu < <(run otlp "$WORK_DIR/on.json" "${otlp_args[@]}")
+        read -r off off_cpu < <(run off "$WORK_DIR/off.json")
     fi
     OFF+=("$off")
     ON+=("$on")
-    printf '%-6s %14s %14s\n' "$r" "$off" "$on"
+    OFF_CPU+=("$off_cpu")
+    ON_CPU+=("$on_cpu")
+    printf '%-6s %14s %14s %14s %14s\n' "$r" "$off" "$on" "$off_cpu" "$on_cpu"
 done
 
-python3 - "${OFF[*]}" "${ON[*]}" <<'PY'
+python3 - "${OFF[*]}" "${ON[*]}" "${OFF_CPU[*]}" "${ON_CPU[*]}" <<'PY'
 import statistics, sys
-off = statistics.median(float(x) for x in sys.argv[1].split())
-on = statistics.median(float(x) for x in sys.argv[2].split())
-print(f"median  {off:14.0f} {on:14.0f}   OTLP on: {100 * (on - off) / off:+.1f} %")
+off, on, off_cpu, on_cpu = (statistics.median(float(x) for x in a.split()) for a in sys.argv[1:5])
+print(f"median  {off:14.0f} {on:14.0f} {off_cpu:14.3f} {on_cpu:14.3f}")
+print(f"OTLP on: throughput {100 * (on - off) / off:+.1f} %, client CPU per command {100 * (on_cpu - off_cpu) / off_cpu:+.1f} %")
 PY
