@@ -14,14 +14,13 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use redis_loadgen::config::fields;
 use serde_json::Value;
+use support::prometheus::{Prometheus, unix_now};
 use support::{RedisServer, free_port, loadgen};
 
 const DASHBOARDS: &str = "config/grafana/dashboards";
@@ -651,144 +650,6 @@ fn latency_panels_link_to_jaeger() {
 
 // ---------------------------------------------------------------------------------------------
 // A real Prometheus and real runs
-
-/// A plain HTTP/1.0 GET on 127.0.0.1:`port`: (status line + headers, body).
-fn http_get(port: u16, target: &str) -> Option<(String, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    Some((head.to_string(), body.to_string()))
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// A real Prometheus on a free port scraping `targets` every second; killed on drop.
-struct Prometheus {
-    port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(targets: &[u16]) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        let list: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-                 scrape_configs:\n  - job_name: redis-loadgen\n    \
-                 static_configs:\n      - targets: [{}]\n",
-                list.join(", ")
-            ),
-        )
-        .unwrap();
-        for _ in 0..5 {
-            let port = free_port();
-            let log = dir.path().join(format!("prometheus-{port}.log"));
-            let mut child = Command::new("prometheus")
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .expect("prometheus on PATH (scripts/test.sh installs it)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-                if http_get(port, "/-/ready").is_some_and(|(h, _)| h.contains(" 200")) {
-                    return Prometheus {
-                        port,
-                        child,
-                        _dir: dir,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("prometheus did not start");
-    }
-
-    fn api(&self, target: &str) -> Value {
-        let (head, body) = http_get(self.port, target).expect("Prometheus answers");
-        let v: Value =
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {head}\n{body}"));
-        assert_eq!(v["status"], "success", "GET {target}: {body}");
-        v["data"].clone()
-    }
-
-    /// An instant query at `at`; Err: Prometheus's error (a query that does not parse).
-    fn query(&self, promql: &str, at: f64) -> Result<Vec<Value>, String> {
-        let target = format!("/api/v1/query?query={}&time={at:.3}", url_encode(promql));
-        let (_, body) = http_get(self.port, &target).expect("Prometheus answers");
-        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-        if v["status"] != "success" {
-            return Err(format!("{}: {}", v["errorType"], v["error"]));
-        }
-        Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
-    }
-
-    /// A range query: the result matrix.
-    fn query_range(&self, promql: &str, start: f64, end: f64) -> Result<Vec<Value>, String> {
-        let target = format!(
-            "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step=1",
-            url_encode(promql)
-        );
-        let (_, body) = http_get(self.port, &target).expect("Prometheus answers");
-        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-        if v["status"] != "success" {
-            return Err(format!("{}: {}", v["errorType"], v["error"]));
-        }
-        Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
-    }
-
-    /// `label_values(selector, label)` as Grafana asks it: the label values API with match[].
-    fn label_values(&self, selector: &str, label: &str, start: f64, end: f64) -> Vec<String> {
-        let mut target = format!("/api/v1/label/{label}/values?start={start:.3}&end={end:.3}");
-        if !selector.is_empty() {
-            target.push_str(&format!("&match[]={}", url_encode(selector)));
-        }
-        self.api(&target)
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A redis-loadgen run in the background serving /metrics on its own port; killed on drop.
 struct Run {

@@ -5,35 +5,12 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use support::prometheus::{Prometheus, http_get, http_get_accept, unix_now, value};
 use support::{RedisServer, free_port, loadgen, read_json};
-
-/// A response's status line + headers, and its body.
-struct Http {
-    head: String,
-    body: String,
-}
-
-/// A plain HTTP/1.0 GET on 127.0.0.1:`port` (no client crate: the endpoint is the subject).
-fn http_get(port: u16, target: &str, accept: &str) -> Option<Http> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: {accept}\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    Some(Http {
-        head: head.to_string(),
-        body: body.to_string(),
-    })
-}
 
 /// The value of every sample named `name` whose labels include all of `with`.
 fn samples(text: &str, name: &str, with: &[&str]) -> Vec<f64> {
@@ -188,7 +165,7 @@ fn endpoint_serves_the_family_series_during_and_after_the_run() {
     wait_for(
         "a first interval on /metrics",
         Duration::from_secs(10),
-        || match http_get(port, "/metrics", "*/*") {
+        || match http_get(port, "/metrics") {
             Some(r) => {
                 during = r.body;
                 total(&during, "redis_operations_total", &[]) > 0.0
@@ -201,11 +178,11 @@ fn endpoint_serves_the_family_series_during_and_after_the_run() {
         "scraped only after the run ended"
     );
     promtool_check(&during);
-    let r = http_get(port, "/metrics", "*/*").unwrap();
+    let r = http_get(port, "/metrics").unwrap();
     assert!(r.head.starts_with("HTTP/1.1 200") || r.head.starts_with("HTTP/1.0 200"));
     assert!(r.head.contains("text/plain; version=0.0.4"), "{}", r.head);
     // What Prometheus asks for: OpenMetrics, complete with its EOF marker.
-    let om = http_get(
+    let om = http_get_accept(
         port,
         "/metrics",
         "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
@@ -218,7 +195,7 @@ fn endpoint_serves_the_family_series_during_and_after_the_run() {
     );
     assert!(om.body.ends_with("# EOF\n"), "{}", om.body);
     assert!(om.body.contains("# TYPE redis_operations counter"));
-    let missing = http_get(port, "/nope", "*/*").unwrap();
+    let missing = http_get(port, "/nope").unwrap();
     assert!(missing.head.contains(" 404"), "{}", missing.head);
 
     // After the run: the report is written before the linger, and the final values are the
@@ -227,7 +204,7 @@ fn endpoint_serves_the_family_series_during_and_after_the_run() {
         run.report_path().exists()
     });
     let report = read_json(&run.report_path());
-    let fin = http_get(port, "/metrics", "*/*").expect("endpoint up during the linger");
+    let fin = http_get(port, "/metrics").expect("endpoint up during the linger");
     let (code, _) = run.wait(Duration::from_secs(5));
     assert_eq!(code, 0, "{}", run.stderr());
     promtool_check(&fin.body);
@@ -361,7 +338,7 @@ fn pubsub_and_open_loop_series_match_the_report() {
         run.report_path().exists()
     });
     let report = read_json(&run.report_path());
-    let fin = http_get(port, "/metrics", "*/*").expect("endpoint up during the linger");
+    let fin = http_get(port, "/metrics").expect("endpoint up during the linger");
     let (code, _) = run.wait(Duration::from_secs(5));
     assert_eq!(code, 0, "{}", run.stderr());
     promtool_check(&fin.body);
@@ -463,106 +440,12 @@ fn bad_or_taken_listen_address_fails_before_any_load() {
     );
 }
 
-/// A real Prometheus on a free port, scraping one target every second; killed on drop.
-struct Prometheus {
-    port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(target_port: u16) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-                 scrape_configs:\n  - job_name: redis-loadgen\n    \
-                 static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
-            ),
-        )
-        .unwrap();
-        for _ in 0..5 {
-            let port = free_port();
-            let mut child = Command::new("prometheus")
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(
-                    std::fs::File::create(dir.path().join(format!("prometheus-{port}.log")))
-                        .unwrap(),
-                )
-                .spawn()
-                .expect("prometheus on PATH (scripts/test.sh installs it)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-                if http_get(port, "/-/ready", "*/*").is_some_and(|r| r.head.contains(" 200")) {
-                    return Prometheus {
-                        port,
-                        child,
-                        _dir: dir,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("prometheus did not start");
-    }
-
-    /// An instant query at `at` (unix seconds); the result vector.
-    fn query(&self, promql: &str, at: f64) -> Vec<serde_json::Value> {
-        let target = format!("/api/v1/query?query={}&time={at:.3}", url_encode(promql));
-        let r = http_get(self.port, &target, "*/*").expect("Prometheus answers");
-        let v: serde_json::Value =
-            serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.body));
-        assert_eq!(v["status"], "success", "{}", r.body);
-        v["data"]["result"].as_array().unwrap().clone()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn value(sample: &serde_json::Value) -> f64 {
-    sample["value"][1].as_str().unwrap().parse().unwrap()
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
 #[test]
 fn a_real_prometheus_scrapes_the_run_and_ends_with_the_reports_count() {
     let redis = RedisServer::start();
     // The endpoint's port must be known to Prometheus's config before the run starts.
     let metrics_port = free_port();
-    let prom = Prometheus::start(metrics_port);
+    let prom = Prometheus::start(&[metrics_port]);
     let work = tempfile::tempdir().unwrap();
     let mut child = loadgen(work.path())
         .args(["--port", &redis.port.to_string(), "--duration", "6"])
@@ -593,7 +476,7 @@ fn a_real_prometheus_scrapes_the_run_and_ends_with_the_reports_count() {
     let query = "redis_operations_total{app_name=\"rust\"}";
     let deadline = Instant::now() + Duration::from_secs(10);
     let series = loop {
-        let series = prom.query(query, ended);
+        let series = prom.query(query, ended).unwrap();
         let got: f64 = series.iter().map(value).sum();
         if got == count || Instant::now() > deadline {
             break series;
@@ -621,13 +504,17 @@ fn a_real_prometheus_scrapes_the_run_and_ends_with_the_reports_count() {
     // Scraped during the run, not only at the end: an earlier, smaller sample of the counter
     // (Prometheus's first scrape comes ~5 s after it starts, so a 6 s run sees a few).
     let get = "redis_operations_total{app_name=\"rust\",operation=\"GET\",status=\"success\"}";
-    let scrapes = prom.query(&format!("count_over_time({get}[30s])"), ended);
+    let scrapes = prom
+        .query(&format!("count_over_time({get}[30s])"), ended)
+        .unwrap();
     assert!(
         scrapes.first().is_some_and(|s| value(s) >= 2.0),
         "{scrapes:#?}"
     );
-    let first = prom.query(&format!("min_over_time({get}[30s])"), ended);
-    let last = prom.query(get, ended);
+    let first = prom
+        .query(&format!("min_over_time({get}[30s])"), ended)
+        .unwrap();
+    let last = prom.query(get, ended).unwrap();
     assert!(
         value(&first[0]) < value(&last[0]),
         "first {first:#?} last {last:#?}"
@@ -636,7 +523,7 @@ fn a_real_prometheus_scrapes_the_run_and_ends_with_the_reports_count() {
     let p99 = prom.query(
         "histogram_quantile(0.99, sum by (le) (redis_operation_duration_milliseconds_bucket{app_name=\"rust\"}))",
         ended,
-    );
+    ).unwrap();
     assert!(
         p99.first()
             .is_some_and(|s| value(s) > 0.0 && value(s) < 10_000.0),

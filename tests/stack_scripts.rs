@@ -8,12 +8,12 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use support::prometheus::{query_at, unix_now, value};
 use support::{RedisServer, free_port, loadgen, read_json};
 
 fn repo() -> PathBuf {
@@ -141,12 +141,7 @@ impl Stack {
 
     /// An instant query at `at` (unix seconds): the result vector.
     fn query(&self, promql: &str, at: f64) -> Vec<serde_json::Value> {
-        let target = format!("/api/v1/query?query={}&time={at:.3}", url_encode(promql));
-        let body = http_get(self.prometheus_port, &target).expect("Prometheus answers");
-        let v: serde_json::Value =
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
-        assert_eq!(v["status"], "success", "{body}");
-        v["data"]["result"].as_array().unwrap().clone()
+        query_at(self.prometheus_port, promql, at).unwrap()
     }
 }
 
@@ -162,38 +157,6 @@ impl Drop for Stack {
             reap(pid, Duration::from_secs(2));
         }
     }
-}
-
-/// A plain HTTP/1.0 GET on 127.0.0.1:`port`; the body.
-fn http_get(port: u16, target: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    raw.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn value(sample: &serde_json::Value) -> f64 {
-    sample["value"][1].as_str().unwrap().parse().unwrap()
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 #[test]

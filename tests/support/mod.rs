@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod prometheus;
 pub mod sentinel;
 pub mod tls;
 
