@@ -116,44 +116,44 @@ fn steady_state_allocations_on(port: u16, batches: u64, extra: &[&str]) -> (u64,
     (during, recorded)
 }
 
+/// 20,000 unpipelined SET/GET with `extra` flags: 0 allocations.
+fn set_get_unpipelined(extra: &[&str], what: &str) {
+    let server = RedisServer::start();
+    let mut args = vec![
+        "--operations",
+        "SET,GET",
+        "--value-size-min",
+        "10",
+        "--value-size-max",
+        "500",
+    ];
+    args.extend_from_slice(extra);
+    let (allocs, recorded) = steady_state_allocations(&server, 20_000, &args);
+    assert!(recorded >= 20_000, "recorded {recorded}");
+    assert_eq!(
+        allocs, 0,
+        "allocations during 20,000 unpipelined commands{what}"
+    );
+}
+
+#[test]
+fn set_get_unpipelined_allocates_nothing_per_command() {
+    set_get_unpipelined(&[], "");
+}
+
 #[test]
 fn sampled_commands_become_trace_events_without_allocating() {
-    let server = RedisServer::start();
     // Every 20th command sampled: the per-worker buffer fills every gathering, the rest is
     // counted as dropped; nothing allocates either way.
-    let (allocs, recorded) = steady_state_allocations(
-        &server,
-        20_000,
+    set_get_unpipelined(
         &[
-            "--operations",
-            "SET,GET",
             "--otel-endpoint",
             "http://127.0.0.1:9",
             "--trace-sample-rate",
             "0.05",
         ],
+        ", 5 % sampled",
     );
-    assert!(recorded >= 20_000, "recorded {recorded}");
-    assert_eq!(allocs, 0, "allocations during 20,000 commands, 5 % sampled");
-}
-
-#[test]
-fn set_get_unpipelined_allocates_nothing_per_command() {
-    let server = RedisServer::start();
-    let (allocs, recorded) = steady_state_allocations(
-        &server,
-        20_000,
-        &[
-            "--operations",
-            "SET,GET",
-            "--value-size-min",
-            "10",
-            "--value-size-max",
-            "500",
-        ],
-    );
-    assert!(recorded >= 20_000, "recorded {recorded}");
-    assert_eq!(allocs, 0, "allocations during 20,000 unpipelined commands");
 }
 
 #[test]
