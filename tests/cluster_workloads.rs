@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use redis_loadgen::control::CommandCalls;
 use serde_json::{Value, json};
 use support::cluster::Cluster;
-use support::{assert_counts_match_stats, assert_matches_schema, loadgen, read_json};
+use support::{assert_counts_match_stats, assert_matches_schema, loadgen, report_of};
 
 /// One cluster at a time: three servers plus the load on two cores.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -33,32 +33,28 @@ fn keys(cluster: &Cluster) -> u64 {
 
 fn cluster_run(cluster: &Cluster, args: &[&str]) -> Value {
     let work = tempfile::tempdir().unwrap();
-    let out = loadgen(work.path())
-        .args(["--cluster", "--cluster-nodes", &cluster.seed()])
-        .args([
-            "--duration",
-            "1.5",
-            "--clients",
-            "1",
-            "--threads-per-client",
-            "2",
-        ])
-        .args([
-            "--metrics-interval",
-            "0.5",
-            "--quiet",
-            "--output-file",
-            "r.json",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = report_of(
+        work.path(),
+        loadgen(work.path())
+            .args(["--cluster", "--cluster-nodes", &cluster.seed()])
+            .args([
+                "--duration",
+                "1.5",
+                "--clients",
+                "1",
+                "--threads-per-client",
+                "2",
+            ])
+            .args([
+                "--metrics-interval",
+                "0.5",
+                "--quiet",
+                "--output-file",
+                "r.json",
+            ])
+            .args(args),
+        &format!("{args:?}"),
     );
-    let report = read_json(&work.path().join("r.json"));
     assert_matches_schema(&report);
     report
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{RedisServer, free_port, loadgen, read_json};
+use support::{RedisServer, free_port, loadgen, read_json, report_of};
 
 /// The rotel binary; no silent skip: a missing one fails the test.
 fn rotel_agent() -> PathBuf {
@@ -781,30 +781,26 @@ fn cluster_command_spans_name_the_node_that_answered() {
     let cluster = support::cluster::Cluster::start(3, 0);
     let work = tempfile::tempdir().unwrap();
     let run_id = "otlp-cluster";
-    let out = loadgen(work.path())
-        .args(["--cluster", "--cluster-nodes", &cluster.seed()])
-        .args([
-            "--duration",
-            "2",
-            "--clients",
-            "1",
-            "--threads-per-client",
-            "2",
-        ])
-        .args(["--quiet", "--output-file", "r.json", "--run-id", run_id])
-        .args([
-            "--otel-endpoint",
-            &format!("http://127.0.0.1:{}", rotel.grpc),
-        ])
-        .args(["--trace-sample-rate", "0.01"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = report_of(
+        work.path(),
+        loadgen(work.path())
+            .args(["--cluster", "--cluster-nodes", &cluster.seed()])
+            .args([
+                "--duration",
+                "2",
+                "--clients",
+                "1",
+                "--threads-per-client",
+                "2",
+            ])
+            .args(["--quiet", "--output-file", "r.json", "--run-id", run_id])
+            .args([
+                "--otel-endpoint",
+                &format!("http://127.0.0.1:{}", rotel.grpc),
+            ])
+            .args(["--trace-sample-rate", "0.01"]),
+        "cluster run",
     );
-    let report = read_json(&work.path().join("r.json"));
     let total = report["total_commands_count"].as_u64().unwrap();
     let log = wait_for_final_total(&rotel, "grpc", run_id, total);
     let label = format!("run_id: Str({run_id})\n");

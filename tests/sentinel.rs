@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::sentinel::{MASTER_NAME, SentinelSetup};
 use support::tls::Certs;
-use support::{assert_matches_schema, free_port, loadgen, read_json};
+use support::{assert_matches_schema, free_port, loadgen, read_json, report_of};
 
 /// A SET-only run of 2 workers through the sentinels of `setup` for `seconds`, writing
 /// `r.json` in `work`; `--port` points at nothing, so only discovery can find the master.
@@ -88,27 +88,23 @@ fn commands_land_on_the_master_the_sentinels_name() {
         .map_or(0, |c| c.calls);
     let work = tempfile::tempdir().unwrap();
     // --port points at nothing: only the sentinels can lead the run to the master.
-    let out = loadgen(work.path())
-        .args(["--port", &free_port().to_string()])
-        .args(["--sentinel-nodes", &setup.nodes()])
-        .args(["--sentinel-master", MASTER_NAME])
-        .args([
-            "--duration",
-            "1",
-            "--clients",
-            "1",
-            "--threads-per-client",
-            "2",
-        ])
-        .args(["--operations", "SET", "--quiet", "--output-file", "r.json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = report_of(
+        work.path(),
+        loadgen(work.path())
+            .args(["--port", &free_port().to_string()])
+            .args(["--sentinel-nodes", &setup.nodes()])
+            .args(["--sentinel-master", MASTER_NAME])
+            .args([
+                "--duration",
+                "1",
+                "--clients",
+                "1",
+                "--threads-per-client",
+                "2",
+            ])
+            .args(["--operations", "SET", "--quiet", "--output-file", "r.json"]),
+        "run through the sentinels",
     );
-    let report = read_json(&work.path().join("r.json"));
     assert_matches_schema(&report);
     let sets = u64_at(&report["operations"]["SET"], "success");
     assert!(sets > 0);

@@ -9,7 +9,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{RedisServer, assert_counts_match, assert_matches_schema, loadgen, read_json};
+use support::{
+    RedisServer, assert_counts_match, assert_matches_schema, loadgen, read_json, report_of,
+};
 
 fn figure(report: &Value, name: &str) -> u64 {
     report["checks"]["verify_writes"][name]
@@ -22,33 +24,29 @@ fn healthy_server_loses_nothing_and_serves_no_stale_read() {
     let server = RedisServer::start();
     let work = tempfile::tempdir().unwrap();
     let before = server.commandstats();
-    let out = loadgen(work.path())
-        .args([
-            "--port",
-            &server.port.to_string(),
-            "--duration",
-            "2",
-            "--quiet",
-        ])
-        .args(["--clients", "2", "--threads-per-client", "2"])
-        // Pipelined: replies are matched to their SET/GET by position in the batch.
-        .args([
-            "--use-pipeline",
-            "--pipeline-size",
-            "8",
-            "--key-range",
-            "2000",
-        ])
-        .args(["--verify-writes", "--output-file", "r.json"])
-        .args(["--metrics-interval", "0.5"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = report_of(
+        work.path(),
+        loadgen(work.path())
+            .args([
+                "--port",
+                &server.port.to_string(),
+                "--duration",
+                "2",
+                "--quiet",
+            ])
+            .args(["--clients", "2", "--threads-per-client", "2"])
+            // Pipelined: replies are matched to their SET/GET by position in the batch.
+            .args([
+                "--use-pipeline",
+                "--pipeline-size",
+                "8",
+                "--key-range",
+                "2000",
+            ])
+            .args(["--verify-writes", "--output-file", "r.json"])
+            .args(["--metrics-interval", "0.5"]),
+        "healthy run",
     );
-    let report = read_json(&work.path().join("r.json"));
     assert_matches_schema(&report);
     println!("{}", report["checks"]);
     let acknowledged = figure(&report, "acknowledged_writes");

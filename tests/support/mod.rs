@@ -241,28 +241,36 @@ pub fn small_run(workdir: &Path, port: u16) -> Command {
 pub fn run_checked(server: &RedisServer, seconds: &str, args: &[&str]) -> serde_json::Value {
     let work = tempfile::tempdir().unwrap();
     let before = server.commandstats();
-    let out = loadgen(work.path())
-        .args([
-            "--port",
-            &server.port.to_string(),
-            "--duration",
-            seconds,
-            "--quiet",
-        ])
-        .args(["--metrics-interval", "0.5", "--output-file", "r.json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let report = report_of(
+        work.path(),
+        loadgen(work.path())
+            .args([
+                "--port",
+                &server.port.to_string(),
+                "--duration",
+                seconds,
+                "--quiet",
+            ])
+            .args(["--metrics-interval", "0.5", "--output-file", "r.json"])
+            .args(args),
+        &format!("{args:?}"),
     );
-    let report = read_json(&work.path().join("r.json"));
     assert!(report["total_commands_count"].as_u64().unwrap() > 0);
     assert_counts_match(server, &before, &report);
     assert_matches_schema(&report);
     report
+}
+
+/// Runs `cmd` (a [`loadgen`] in `workdir` with `--output-file r.json`) to the end, expecting
+/// success (`context` and its stderr otherwise); returns the report it wrote.
+pub fn report_of(workdir: &Path, cmd: &mut Command, context: &str) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{context}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    read_json(&workdir.join("r.json"))
 }
 
 /// Reads a JSON report.
