@@ -27,11 +27,8 @@ TARGET="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
 LOADGEN="$TARGET/release/redis-loadgen"
 ROTEL_AGENT="${ROTEL_AGENT:-$REPO_DIR/target/tools/rotel-0.0.1a15/rotel/rotel-agent}"
 HOST=127.0.0.1
-
-die() {
-    printf 'error: %s\n' "$*" >&2
-    exit 1
-}
+# shellcheck source=scripts/bench-lib.sh
+source "$REPO_DIR/scripts/bench-lib.sh"
 
 for tool in redis-server redis-cli python3 cargo; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
@@ -44,26 +41,13 @@ REDIS_PID=""
 ROTEL_PID=""
 
 cleanup() {
-    local pid
-    for pid in "$REDIS_PID" "$ROTEL_PID"; do
-        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
+    stop_pid "$REDIS_PID"
+    stop_pid "$ROTEL_PID"
     rm -rf "$WORK_DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
 
 wait_port() { # port
     local i
@@ -79,11 +63,7 @@ wait_port() { # port
 echo "== building the release binary"
 cargo build --release --quiet
 
-PORT="$(free_port)"
-redis-server --bind "$HOST" --port "$PORT" --save "" --appendonly no --daemonize no \
-    --dir "$WORK_DIR" --logfile "$WORK_DIR/redis.log" &
-REDIS_PID=$!
-wait_port "$PORT" || die "redis-server did not start"
+start_redis
 
 GRPC_PORT="$(free_port)"
 HTTP_PORT="$(free_port)"

@@ -29,11 +29,8 @@ ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-8}"
 LOADGEN="$REPO_DIR/target/release/redis-loadgen"
 HOST=127.0.0.1
-
-die() {
-    printf 'error: %s\n' "$*" >&2
-    exit 1
-}
+# shellcheck source=scripts/bench-lib.sh
+source "$REPO_DIR/scripts/bench-lib.sh"
 
 for tool in redis-server redis-cli redis-benchmark python3 cargo; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found (Redis: ./setup.sh or apt-get install redis-server redis-tools)"
@@ -47,47 +44,12 @@ WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/redis-loadgen-bench.XXXXXX")"
 REDIS_PID=""
 
 cleanup() {
-    if [[ -n "$REDIS_PID" ]] && kill -0 "$REDIS_PID" 2>/dev/null; then
-        kill -TERM "$REDIS_PID" 2>/dev/null || true
-        wait "$REDIS_PID" 2>/dev/null || true
-    fi
+    stop_pid "$REDIS_PID"
     rm -rf "$WORK_DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
-
-start_redis() {
-    local i
-    for ((i = 0; i < 5; i++)); do
-        PORT="$(free_port)"
-        redis-server --bind "$HOST" --port "$PORT" --save "" --appendonly no \
-            --daemonize no --dir "$WORK_DIR" --logfile "$WORK_DIR/redis.log" &
-        REDIS_PID=$!
-        local j
-        for ((j = 0; j < 50; j++)); do
-            if [[ "$(redis-cli -h "$HOST" -p "$PORT" ping 2>/dev/null)" == "PONG" ]]; then
-                return 0
-            fi
-            kill -0 "$REDIS_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        # Lost a race for the port, or slow start: stop it and try another port.
-        kill -TERM "$REDIS_PID" 2>/dev/null || true
-        wait "$REDIS_PID" 2>/dev/null || true
-        REDIS_PID=""
-    done
-    tail -n 20 "$WORK_DIR/redis.log" >&2 || true
-    die "could not start redis-server on a free loopback port"
-}
 
 requests_for() {
     local p=$1 var="N_$1"
