@@ -300,11 +300,10 @@ impl ShardWriter {
         self.reconnect_attempts = self.reconnect_attempts.saturating_add(1);
         if ok {
             self.local.reconnects += down.is_some() as u64;
+            let attempts = std::mem::take(&mut self.reconnect_attempts);
             if let Some(since) = down {
-                let attempts = std::mem::take(&mut self.reconnect_attempts);
                 self.trace(TraceKind::Reconnect { attempts }, since, at);
             }
-            self.reconnect_attempts = 0;
         } else {
             self.local.connect_failures += 1;
         }

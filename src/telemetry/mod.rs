@@ -67,10 +67,11 @@ pub trait Sink: Send {
     fn interval(&mut self, snapshot: &Snapshot);
 
     /// Finished spans (only OTLP takes them).
-    fn spans(&mut self, _spans: Vec<Span>) {}
+    fn spans(&mut self, _spans: &[Span]) {}
 
-    /// Flushes what is pending and shuts down; called once, at the end of the run.
-    fn finish(&mut self) {}
+    /// Flushes what is pending, with `last` (the run's final figures, already passed to
+    /// [`Sink::interval`]), and shuts down; called once, at the end of the run.
+    fn finish(&mut self, _last: &Snapshot) {}
 
     /// After the report is written: a pull-based sink may wait (bounded, ended by an abort)
     /// until its final values have been collected.
@@ -198,7 +199,7 @@ impl Telemetry {
                     false,
                 );
                 for sink in &mut self.sinks {
-                    sink.spans(vec![span.clone()]);
+                    sink.spans(std::slice::from_ref(&span));
                 }
             }
         }
@@ -229,7 +230,7 @@ impl Telemetry {
                 .map(|e| t.factory.from_event(e))
                 .collect();
             for sink in &mut self.sinks {
-                sink.spans(spans.clone());
+                sink.spans(&spans);
             }
         }
     }
@@ -247,7 +248,7 @@ impl Telemetry {
         }
         spans.push(t.factory.run(end, std::mem::take(&mut t.config)));
         for sink in &mut self.sinks {
-            sink.spans(spans.clone());
+            sink.spans(&spans);
         }
     }
 
@@ -257,7 +258,7 @@ impl Telemetry {
             return;
         }
         for sink in &mut self.sinks {
-            sink.finish();
+            sink.finish(&self.snapshot);
         }
     }
 

@@ -54,7 +54,6 @@ const MAX_PENDING_SPANS: usize = 8192;
 
 /// Hands snapshots and spans to the exporter thread.
 pub struct OtlpSink {
-    state: Option<Snapshot>,
     export_interval: Duration,
     last_published: Instant,
     slot: Arc<Slot>,
@@ -113,7 +112,6 @@ impl OtlpSink {
             "exporting metrics and traces over OTLP"
         );
         Ok(OtlpSink {
-            state: None,
             export_interval: cfg.export_interval,
             last_published: Instant::now(),
             slot,
@@ -121,42 +119,25 @@ impl OtlpSink {
         })
     }
 
-    fn publish(&mut self, closing: bool) {
+    /// Hands `snapshot` (if there is one with data) to the exporter thread; `closing`: it is
+    /// the last one.
+    fn publish(&mut self, snapshot: Option<&Snapshot>, closing: bool) {
         self.last_published = Instant::now();
         let mut slot = self.slot.lock();
-        if let Some(state) = &self.state {
-            slot.pending = Some((state.clone(), unix_nanos()));
+        if let Some(snapshot) = snapshot.filter(|s| s.generation > 0) {
+            slot.pending = Some((snapshot.clone(), unix_nanos()));
         }
         slot.closing |= closing;
         drop(slot);
         self.slot.changed.notify_one();
     }
-}
 
-impl Sink for OtlpSink {
-    fn interval(&mut self, snapshot: &Snapshot) {
-        self.state = Some(snapshot.clone());
-        // A tenth of slack: metrics intervals that match the export interval arrive a hair
-        // early or late, and a strict `>=` would then skip every other one.
-        let due = self.export_interval - self.export_interval / 10;
-        if self.last_published.elapsed() >= due {
-            self.publish(false);
-        }
-    }
-
-    fn spans(&mut self, spans: Vec<Span>) {
-        let mut slot = self.slot.lock();
-        let room = MAX_PENDING_SPANS.saturating_sub(slot.spans.len());
-        let dropped = spans.len().saturating_sub(room);
-        slot.dropped_spans += dropped as u64;
-        slot.spans.extend(spans.into_iter().take(room));
-    }
-
-    fn finish(&mut self) {
+    /// Sends `last` and what is pending, then stops the exporter thread (once).
+    fn close(&mut self, last: Option<&Snapshot>) {
         let Some(thread) = self.thread.take() else {
             return;
         };
-        self.publish(true);
+        self.publish(last, true);
         // Bounded: the export in progress and the final one each end within EXPORT_TIMEOUT.
         if thread.join().is_err() {
             tracing::warn!("the OTLP export thread panicked; final metrics may be missing");
@@ -164,9 +145,33 @@ impl Sink for OtlpSink {
     }
 }
 
+impl Sink for OtlpSink {
+    fn interval(&mut self, snapshot: &Snapshot) {
+        // A tenth of slack: metrics intervals that match the export interval arrive a hair
+        // early or late, and a strict `>=` would then skip every other one.
+        let due = self.export_interval - self.export_interval / 10;
+        if self.last_published.elapsed() >= due {
+            self.publish(Some(snapshot), false);
+        }
+    }
+
+    fn spans(&mut self, spans: &[Span]) {
+        let mut slot = self.slot.lock();
+        let room = MAX_PENDING_SPANS.saturating_sub(slot.spans.len());
+        let dropped = spans.len().saturating_sub(room);
+        slot.dropped_spans += dropped as u64;
+        slot.spans.extend(spans.iter().take(room).cloned());
+    }
+
+    fn finish(&mut self, last: &Snapshot) {
+        self.close(Some(last));
+    }
+}
+
 impl Drop for OtlpSink {
+    /// Not finished (a panic unwinding past the telemetry): what is pending still goes.
     fn drop(&mut self) {
-        self.finish();
+        self.close(None);
     }
 }
 

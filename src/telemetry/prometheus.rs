@@ -122,8 +122,6 @@ impl Collector for SnapshotCollector {
 
 /// Serves `/metrics` and folds intervals into the served snapshot.
 pub struct PrometheusSink {
-    /// The generation of the newest snapshot handed over.
-    generation: u64,
     current: Arc<Mutex<Arc<Snapshot>>>,
     /// Generation + 1 of the newest snapshot a scrape has been sent (0: none yet).
     served: Arc<AtomicU64>,
@@ -177,7 +175,6 @@ impl PrometheusSink {
             None => tracing::info!("serving Prometheus metrics at http://{shown}/metrics"),
         }
         Ok(PrometheusSink {
-            generation: 0,
             current,
             served,
             final_generation: None,
@@ -265,15 +262,14 @@ fn classic_text(openmetrics: &str) -> String {
 
 impl Sink for PrometheusSink {
     fn interval(&mut self, snapshot: &Snapshot) {
-        self.generation = snapshot.generation;
         let snap = Arc::new(snapshot.clone());
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = snap;
     }
 
-    fn finish(&mut self) {
+    fn finish(&mut self, last: &Snapshot) {
         // The final interval is already published; the endpoint keeps serving it until the
         // sink is dropped (after the report, and the linger).
-        self.final_generation = Some(self.generation);
+        self.final_generation = Some(last.generation);
     }
 
     fn linger(&mut self, shutdown: &Shutdown) {
