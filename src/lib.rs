@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod metrics;
+pub mod net;
 pub mod output;
 pub mod runner;
 pub mod shutdown;

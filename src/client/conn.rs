@@ -200,13 +200,7 @@ impl<S: Read + Write> RespConnection<S> {
         for &name in names {
             let reply = self.read_reply()?;
             if reply.is_error() && first_error.is_none() {
-                let message = String::from_utf8_lossy(self.payload(&reply)).into_owned();
-                let class = ErrorClass::from_error_reply(message.as_bytes());
-                first_error = Some(ConnectError::Rejected {
-                    command: name,
-                    message,
-                    class,
-                });
+                first_error = Some(setup_rejected(name, self.payload(&reply)));
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -214,44 +208,62 @@ impl<S: Read + Write> RespConnection<S> {
 
     /// Authenticates, negotiates the protocol, selects the database and names the connection.
     pub fn handshake(&mut self, cfg: &RedisConfig, client_name: &str) -> Result<(), ConnectError> {
-        let user = cfg.username.as_deref().unwrap_or("default");
-        let db = cfg.db.to_string();
-        let mut names: Vec<&'static str> = Vec::new();
-        let buf = &mut self.write_buf;
-        match cfg.protocol {
-            Protocol::Resp3 => {
-                let mut args: Vec<&[u8]> = vec![b"HELLO", b"3"];
-                if let Some(password) = &cfg.password {
-                    args.extend_from_slice(&[
-                        b"AUTH",
-                        user.as_bytes(),
-                        password.expose().as_bytes(),
-                    ]);
-                }
-                args.extend_from_slice(&[b"SETNAME", client_name.as_bytes()]);
-                encode::command_args(buf, &args);
-                names.push("HELLO");
-            }
-            Protocol::Resp2 => {
-                if let Some(password) = &cfg.password {
-                    match &cfg.username {
-                        Some(u) => encode::command_args(
-                            buf,
-                            &[b"AUTH", u.as_bytes(), password.expose().as_bytes()],
-                        ),
-                        None => encode::command_args(buf, &[b"AUTH", password.expose().as_bytes()]),
-                    }
-                    names.push("AUTH");
-                }
-                encode::command_args(buf, &[b"CLIENT", b"SETNAME", client_name.as_bytes()]);
-                names.push("CLIENT SETNAME");
-            }
-        }
-        if cfg.db != 0 {
-            encode::command_args(buf, &[b"SELECT", db.as_bytes()]);
-            names.push("SELECT");
-        }
+        let names = encode_handshake(&mut self.write_buf, cfg, client_name);
         self.run_setup(&names)
+    }
+}
+
+/// Encodes the commands that set a new connection up (HELLO or AUTH + CLIENT SETNAME, then
+/// SELECT) into `buf`; returns their names, one per reply to expect. Shared by the blocking
+/// connections and the event loop's connection lifecycle.
+pub fn encode_handshake(
+    buf: &mut Vec<u8>,
+    cfg: &RedisConfig,
+    client_name: &str,
+) -> Vec<&'static str> {
+    let user = cfg.username.as_deref().unwrap_or("default");
+    let db = cfg.db.to_string();
+    let mut names: Vec<&'static str> = Vec::new();
+    match cfg.protocol {
+        Protocol::Resp3 => {
+            let mut args: Vec<&[u8]> = vec![b"HELLO", b"3"];
+            if let Some(password) = &cfg.password {
+                args.extend_from_slice(&[b"AUTH", user.as_bytes(), password.expose().as_bytes()]);
+            }
+            args.extend_from_slice(&[b"SETNAME", client_name.as_bytes()]);
+            encode::command_args(buf, &args);
+            names.push("HELLO");
+        }
+        Protocol::Resp2 => {
+            if let Some(password) = &cfg.password {
+                match &cfg.username {
+                    Some(u) => encode::command_args(
+                        buf,
+                        &[b"AUTH", u.as_bytes(), password.expose().as_bytes()],
+                    ),
+                    None => encode::command_args(buf, &[b"AUTH", password.expose().as_bytes()]),
+                }
+                names.push("AUTH");
+            }
+            encode::command_args(buf, &[b"CLIENT", b"SETNAME", client_name.as_bytes()]);
+            names.push("CLIENT SETNAME");
+        }
+    }
+    if cfg.db != 0 {
+        encode::command_args(buf, &[b"SELECT", db.as_bytes()]);
+        names.push("SELECT");
+    }
+    names
+}
+
+/// The error for a setup command the server refused, with its message as sent.
+pub fn setup_rejected(command: &'static str, message: &[u8]) -> ConnectError {
+    let message = String::from_utf8_lossy(message).into_owned();
+    let class = ErrorClass::from_error_reply(message.as_bytes());
+    ConnectError::Rejected {
+        command,
+        message,
+        class,
     }
 }
 
@@ -343,7 +355,7 @@ pub(crate) fn closed_at_once(e: &ConnectError) -> bool {
 }
 
 /// A TLS port closes a plain connection at once: say so instead of a bare "closed".
-fn plain_on_tls_hint(cfg: &RedisConfig, e: ConnectError) -> ConnectError {
+pub(crate) fn plain_on_tls_hint(cfg: &RedisConfig, e: ConnectError) -> ConnectError {
     if closed_at_once(&e) && cfg.tls.is_none() {
         return ConnectError::Io(io::Error::new(
             io::ErrorKind::ConnectionAborted,

@@ -298,7 +298,11 @@ pub fn check_master<S: Read + Write>(conn: &mut RespConnection<S>) -> Result<(),
     encode::command_args(conn.request_buf(), &[b"ROLE"]);
     conn.flush()?;
     let reply = conn.read_reply()?;
-    let payload = conn.payload(&reply);
+    check_role(&reply, conn.payload(&reply))
+}
+
+/// Whether a `ROLE` reply says `master` (see [`check_master`]).
+pub fn check_role(reply: &resp::Reply, payload: &[u8]) -> Result<(), ConnectError> {
     match reply.kind {
         ReplyKind::Error => Err(rejected("ROLE", payload)),
         ReplyKind::Array(_) if first_string(payload)? == "master" => Ok(()),

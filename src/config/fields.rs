@@ -379,7 +379,15 @@ pub static FIELDS: &[FieldSpec] = &[
         "TEST_THREADS_PER_CLIENT",
         Some("10"),
         Kind::Int,
-        "Worker threads per client, one connection each (at most 10000 workers in total)",
+        "Workers per client, each a logical client with its own connection (at most 10000 workers in total)",
+    ),
+    field(
+        "test.io_threads",
+        "io-threads",
+        "TEST_IO_THREADS",
+        None,
+        Kind::Int,
+        "OS threads whose event loops drive the request/reply workers, many each (at most 256); not set: the machine's available cores",
     ),
     field(
         "test.duration",

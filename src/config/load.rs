@@ -19,10 +19,10 @@ use serde_json::{Number, Value};
 
 use super::fields::{self, FIELDS, FieldSpec, Kind, SECTIONS};
 use super::parse::{
-    self, ConfigError, MAX_HASH_FIELDS, MAX_PIPELINE_SIZE, MAX_TRANSACTION_SIZE, MAX_VALUE_SIZE,
-    MAX_WORKERS, Raw, parse_bool, parse_channels, parse_command_weights, parse_commands,
-    parse_duration, parse_duration_or_zero, parse_expiry_range, parse_host, parse_host_ports,
-    parse_key_distribution, parse_log_format, parse_log_level, parse_operations,
+    self, ConfigError, MAX_HASH_FIELDS, MAX_IO_THREADS, MAX_PIPELINE_SIZE, MAX_TRANSACTION_SIZE,
+    MAX_VALUE_SIZE, MAX_WORKERS, Raw, parse_bool, parse_channels, parse_command_weights,
+    parse_commands, parse_duration, parse_duration_or_zero, parse_expiry_range, parse_host,
+    parse_host_ports, parse_key_distribution, parse_log_format, parse_log_level, parse_operations,
     parse_positive_f64, parse_protocol, parse_string, parse_uint, parse_value_sizes, parse_weights,
 };
 use super::profile::{self, Profile};
@@ -921,6 +921,12 @@ fn build(m: &Merged, profile: &'static Profile) -> Result<RunnerConfig, ConfigEr
             m,
             "test.threads_per_client",
             |x| parse_uint(x, 1u32, u32::MAX),
+            u32::to_string,
+        )?,
+        io_threads: r.opt(
+            m,
+            "test.io_threads",
+            |x| parse_uint(x, 1u32, MAX_IO_THREADS),
             u32::to_string,
         )?,
         duration: r.opt(m, "test.duration", parse_duration, secs_text)?,

@@ -186,6 +186,8 @@ impl Default for RetryPolicy {
 pub struct TestConfig {
     pub clients: u32,
     pub threads_per_client: u32,
+    /// OS threads driving the request/reply workers; `None`: the available cores.
+    pub io_threads: Option<u32>,
     /// `None`: run until Ctrl-C / SIGTERM.
     pub duration: Option<Duration>,
     /// `None`: closed loop, as fast as possible. `Some(r)`: open loop, r commands/s in total.
@@ -197,6 +199,16 @@ pub struct TestConfig {
 impl TestConfig {
     pub fn workers(&self) -> usize {
         self.clients as usize * self.threads_per_client as usize
+    }
+
+    /// How many I/O threads `workers` request/reply workers get: `--io-threads`, or the
+    /// available cores, never more than the workers.
+    pub fn io_threads_for(&self, workers: usize) -> usize {
+        let wanted = self.io_threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |n| n as usize,
+        );
+        wanted.min(workers).max(1)
     }
 }
 

@@ -15,8 +15,10 @@ use crate::command::Command;
 
 /// Largest accepted value size (Redis's own limit for a string value).
 pub const MAX_VALUE_SIZE: u64 = 512 * 1024 * 1024;
-/// Largest accepted `clients * threads_per_client`: each worker is an OS thread and a socket.
+/// Largest accepted `clients * threads_per_client`: each worker is a socket.
 pub const MAX_WORKERS: u64 = 10_000;
+/// Largest accepted `test.io_threads`.
+pub const MAX_IO_THREADS: u32 = 256;
 /// Largest accepted pipeline batch.
 pub const MAX_PIPELINE_SIZE: u64 = 100_000;
 /// Largest accepted TTL bound of `workload.expiry_range`: 100 years, far from Redis's own

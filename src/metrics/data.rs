@@ -19,6 +19,9 @@ pub type OpTable = Arc<[String]>;
 /// workload (`workload::gauge_names`).
 pub const MAX_GAUGES: usize = 4;
 
+/// Most trace events one thread's shard keeps between two publishes (about a second).
+const MAX_SHARD_TRACES: usize = 16_384;
+
 /// Highest latency a histogram holds: one hour, in nanoseconds.
 pub const HISTOGRAM_MAX_NS: u64 = 3_600_000_000_000;
 
@@ -272,6 +275,17 @@ impl IntervalData {
             traces: Vec::with_capacity(TRACE_CAPACITY),
             trace_overflow: 0,
         }
+    }
+
+    /// Sizes the edge and trace buffers for `workers` workers sharing this data (an I/O
+    /// thread's shard), so recording never grows them.
+    pub fn reserve_events(&mut self, workers: usize) {
+        let edges = EDGE_CAPACITY * workers;
+        let traces = (TRACE_CAPACITY * workers).min(MAX_SHARD_TRACES);
+        self.edges
+            .reserve_exact(edges.saturating_sub(self.edges.len()));
+        self.traces
+            .reserve_exact(traces.saturating_sub(self.traces.len()));
     }
 
     /// A command's reply arrived and was not an error.

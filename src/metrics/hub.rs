@@ -1,4 +1,5 @@
-//! Shards and the epoch protocol between workers and the reporter.
+//! Shards and the epoch protocol between I/O threads and the reporter: one shard per thread,
+//! shared by the workers that thread drives.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,12 +10,12 @@ use crate::metrics::outage::{EdgeKind, HealthEdge, push_edge};
 use crate::metrics::trace::{Sampler, TraceEvent, TraceKind, push_trace};
 use crate::metrics::{IntervalData, OpId, OpTable};
 
-/// One worker's published data, waiting for the reporter.
+/// One thread's published data, waiting for the reporter.
 struct Shard {
     slot: Mutex<IntervalData>,
-    /// The last epoch this worker published for.
+    /// The last epoch this thread published for.
     published: AtomicU64,
-    /// The worker has published for the last time.
+    /// The thread has published for the last time.
     finished: AtomicBool,
 }
 
@@ -83,27 +84,37 @@ impl MetricsHub {
         )
     }
 
-    /// The writer for worker `index` (one per worker, owned by its thread).
+    /// The writer for shard `index`, recording for the worker of the same index (a worker on
+    /// a thread of its own).
     pub fn writer(self: &Arc<Self>, index: usize) -> ShardWriter {
+        self.thread_writer(index, 1)
+    }
+
+    /// The writer for shard `index`, owned by a thread that drives `workers` workers: its
+    /// event buffers are sized for all of them, so edges and sampled commands fit without
+    /// growing on the hot path. It records for worker `index` until a meter is swapped in.
+    pub fn thread_writer(self: &Arc<Self>, index: usize, workers: usize) -> ShardWriter {
         let rate = self.trace_rate();
         let clock = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let seed = (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ clock;
+        let mut local = self.new_data();
+        local.reserve_events(workers);
         ShardWriter {
             tracing: rate.is_some(),
             sampler: rate.map_or_else(Sampler::off, |r| Sampler::new(r, seed)),
-            server: None,
-            batch_start: None,
-            reconnect_attempts: 0,
-            local: self.new_data(),
+            local,
             seen_epoch: self.epoch.load(Ordering::Acquire),
             hub: Arc::clone(self),
             index,
-            failing: false,
-            episode_failed: 0,
-            down_since: None,
+            meter: WorkerMeter::new(index),
         }
+    }
+
+    /// How many shards the hub has.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 
     /// Asks every worker to publish, waits up to `max_wait` for those still running, then adds
@@ -129,12 +140,11 @@ impl MetricsHub {
     }
 }
 
-/// A worker's handle to its shard: records locally, publishes when the epoch moves.
-pub struct ShardWriter {
-    hub: Arc<MetricsHub>,
-    index: usize,
-    local: IntervalData,
-    seen_epoch: u64,
+/// One worker's fault and trace state: a few words, kept by the worker itself. The shard it
+/// records into is shared by every worker of its I/O thread (see [`ShardWriter::serve`]).
+#[derive(Debug, Clone)]
+pub struct WorkerMeter {
+    worker: u32,
     /// In an outage episode (see `metrics::outage`): an outage-class failure since the last
     /// success.
     failing: bool,
@@ -142,16 +152,44 @@ pub struct ShardWriter {
     episode_failed: u64,
     /// When the worker's working connection was lost; cleared by the next connect.
     down_since: Option<Instant>,
-    /// Trace events on (OTLP export on).
-    tracing: bool,
-    /// Which commands become spans.
-    sampler: Sampler,
     /// The server the worker's connection goes to (`host:port`), for spans.
     server: Option<Arc<str>>,
     /// When the current batch's latencies run from: the start of a failed command's span.
     batch_start: Option<Instant>,
     /// Connect attempts since the connection was lost.
     reconnect_attempts: u32,
+}
+
+impl WorkerMeter {
+    pub fn new(worker: usize) -> Self {
+        WorkerMeter {
+            worker: worker as u32,
+            failing: false,
+            episode_failed: 0,
+            down_since: None,
+            server: None,
+            batch_start: None,
+            reconnect_attempts: 0,
+        }
+    }
+}
+
+/// A thread's handle to its shard: records locally, publishes when the epoch moves. Per
+/// command it touches only thread-local data. It records on behalf of one worker at a time
+/// (its current [`WorkerMeter`]); an I/O thread that drives many workers swaps each one's
+/// meter in while it handles that worker ([`serve`](Self::serve)).
+pub struct ShardWriter {
+    hub: Arc<MetricsHub>,
+    /// The shard's slot in the hub (one per I/O thread, or per worker on a thread of its own).
+    index: usize,
+    local: IntervalData,
+    seen_epoch: u64,
+    /// The worker being recorded for.
+    meter: WorkerMeter,
+    /// Trace events on (OTLP export on).
+    tracing: bool,
+    /// Which commands become spans.
+    sampler: Sampler,
 }
 
 impl ShardWriter {
@@ -177,7 +215,7 @@ impl ShardWriter {
         self.local.record_error(op, class);
         if self.sampler.tick() {
             let end = Instant::now();
-            let start = self.batch_start.filter(|s| *s <= end).unwrap_or(end);
+            let start = self.meter.batch_start.filter(|s| *s <= end).unwrap_or(end);
             self.sampled(op, Some(class), start, end);
         }
     }
@@ -186,21 +224,26 @@ impl ShardWriter {
     /// there): a failed command's span starts there.
     #[inline]
     pub fn batch_started(&mut self, at: Instant) {
-        self.batch_start = Some(at);
+        self.meter.batch_start = Some(at);
     }
 
     /// The worker's connection now goes to `server` (`host:port`), for spans.
     #[cold]
     pub fn set_server(&mut self, server: Option<Arc<str>>) {
-        self.server = server;
+        self.meter.server = server;
     }
 
     /// Cluster mode: the replies recorded next come from `server`. Consecutive units mostly
     /// share a node, so the shared label is cloned only when the node changes.
     #[inline]
     pub fn server_is(&mut self, server: &Arc<str>) {
-        if !self.server.as_ref().is_some_and(|s| Arc::ptr_eq(s, server)) {
-            self.server = Some(Arc::clone(server));
+        if !self
+            .meter
+            .server
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, server))
+        {
+            self.meter.server = Some(Arc::clone(server));
         }
     }
 
@@ -220,10 +263,10 @@ impl ShardWriter {
         }
         let event = TraceEvent {
             kind,
-            worker: self.index as u32,
+            worker: self.meter.worker,
             start,
             end,
-            server: self.server.clone(),
+            server: self.meter.server.clone(),
         };
         let data = &mut self.local;
         push_trace(&mut data.traces, &mut data.trace_overflow, event);
@@ -246,27 +289,27 @@ impl ShardWriter {
     /// cluster error). The first one after a success opens an episode, published at once.
     #[cold]
     pub fn outage_failures(&mut self, sent: Instant, n: u64) {
-        if !self.failing {
-            self.failing = true;
+        if !self.meter.failing {
+            self.meter.failing = true;
             self.push_edge(EdgeKind::Failing, sent, 0);
             self.publish_now();
         }
-        self.episode_failed += n;
+        self.meter.episode_failed += n;
     }
 
     /// A command succeeded (its reply arrived at `at`): ends an episode if one is open. One
     /// branch when healthy.
     #[inline]
     pub fn command_succeeded(&mut self, at: Instant) {
-        if self.failing {
+        if self.meter.failing {
             self.recovered(at);
         }
     }
 
     #[cold]
     fn recovered(&mut self, at: Instant) {
-        self.failing = false;
-        let failed = std::mem::take(&mut self.episode_failed);
+        self.meter.failing = false;
+        let failed = std::mem::take(&mut self.meter.episode_failed);
         self.push_edge(EdgeKind::Recovered, at, failed);
         self.publish_now();
     }
@@ -274,33 +317,37 @@ impl ShardWriter {
     fn push_edge(&mut self, kind: EdgeKind, at: Instant, failed: u64) {
         let data = &mut self.local;
         let edge = HealthEdge {
-            worker: self.index as u32,
+            worker: self.meter.worker,
             kind,
             at,
             failed,
         };
         // A merged-away Recovered edge's count belongs to the episode that continues.
-        self.episode_failed += push_edge(&mut data.edges, &mut data.edge_overflow, edge);
+        self.meter.episode_failed += push_edge(&mut data.edges, &mut data.edge_overflow, edge);
     }
 
     /// The working connection was lost at `at`.
     #[cold]
     pub fn connection_dropped(&mut self, at: Instant) {
         self.local.conn.drops += 1;
-        self.down_since.get_or_insert(at);
+        self.meter.down_since.get_or_insert(at);
     }
 
     /// A connect attempt ended at `at`; a success after a drop records how long the
     /// connection was down.
     #[cold]
     pub fn connect_attempt(&mut self, ok: bool, at: Instant) {
-        let down = if ok { self.down_since.take() } else { None };
+        let down = if ok {
+            self.meter.down_since.take()
+        } else {
+            None
+        };
         let down_ns = down.map(|d| at.saturating_duration_since(d).as_nanos() as u64);
         self.local.conn.attempt(ok, down_ns);
-        self.reconnect_attempts = self.reconnect_attempts.saturating_add(1);
+        self.meter.reconnect_attempts = self.meter.reconnect_attempts.saturating_add(1);
         if ok {
             self.local.reconnects += down.is_some() as u64;
-            let attempts = std::mem::take(&mut self.reconnect_attempts);
+            let attempts = std::mem::take(&mut self.meter.reconnect_attempts);
             if let Some(since) = down {
                 self.trace(TraceKind::Reconnect { attempts }, since, at);
             }
@@ -366,12 +413,32 @@ impl ShardWriter {
         shard.published.store(epoch, Ordering::Release);
     }
 
-    /// Publishes what is left; the reporter stops waiting for this worker.
-    pub fn finish(&mut self) {
-        if self.failing {
-            let failed = std::mem::take(&mut self.episode_failed);
+    /// Swaps `meter` with the writer's current worker's: called in pairs around the work
+    /// done for one worker (its outage episode, spans and connection times are its own, while
+    /// counts and histograms go into the thread's shared data). Two swaps of a few words.
+    #[inline]
+    pub fn swap_meter(&mut self, meter: &mut WorkerMeter) {
+        std::mem::swap(&mut self.meter, meter);
+    }
+
+    /// Records for worker `index` from now on (a writer owned by one worker).
+    pub fn set_worker(&mut self, index: usize) {
+        self.meter = WorkerMeter::new(index);
+    }
+
+    /// The current worker is done: an outage episode still open is closed as unresolved.
+    pub fn worker_done(&mut self) {
+        if self.meter.failing {
+            self.meter.failing = false;
+            let failed = std::mem::take(&mut self.meter.episode_failed);
             self.push_edge(EdgeKind::Unresolved, Instant::now(), failed);
         }
+    }
+
+    /// Publishes what is left (closing the current worker's open episode); the reporter stops
+    /// waiting for this shard.
+    pub fn finish(&mut self) {
+        self.worker_done();
         let epoch = self.hub.epoch.load(Ordering::Acquire);
         self.publish(epoch);
         self.hub.shards[self.index]
@@ -381,7 +448,7 @@ impl ShardWriter {
 }
 
 impl Drop for ShardWriter {
-    /// A worker that unwinds still hands in what it recorded.
+    /// A thread that unwinds still hands in what it recorded.
     fn drop(&mut self) {
         if !self.hub.shards[self.index].finished.load(Ordering::Acquire) {
             self.finish();

@@ -64,10 +64,11 @@ pub struct HealthEdge {
 /// episodes (the window only gets wider, never lost). Returns the failure count of a removed
 /// `Recovered` edge, which the worker carries into the merged episode.
 pub fn push_edge(edges: &mut Vec<HealthEdge>, overflow: &mut u64, edge: HealthEdge) -> u64 {
-    if edges.len() >= EDGE_CAPACITY
+    if edges.len() >= edges.capacity().max(EDGE_CAPACITY)
         && edge.kind == EdgeKind::Failing
         && let Some(last) = edges.last()
         && last.kind == EdgeKind::Recovered
+        && last.worker == edge.worker
     {
         *overflow += 1;
         return edges.pop().map_or(0, |e| e.failed);

@@ -45,7 +45,7 @@ pub struct TraceEvent {
 /// buffer of a worker (it is allocated with [`TRACE_CAPACITY`]).
 #[inline]
 pub fn push_trace(traces: &mut Vec<TraceEvent>, overflow: &mut u64, event: TraceEvent) {
-    if traces.len() < TRACE_CAPACITY {
+    if traces.len() < traces.capacity().max(TRACE_CAPACITY) {
         traces.push(event);
     } else {
         *overflow += 1;

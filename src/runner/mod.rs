@@ -5,6 +5,7 @@
 //! it and keeps the run's totals. Workers are plain OS threads that own everything they touch
 //! per command.
 
+pub mod io;
 pub mod schedule;
 pub mod worker;
 
@@ -24,7 +25,8 @@ use crate::output::console::Console;
 use crate::output::json;
 use crate::output::report::{EndReason, PhaseReport, ReportBuilder, RunReport};
 use crate::shutdown::Shutdown;
-use crate::workload::{self, prefill};
+use crate::workload::{self, RunPlan, WorkerRng, WorkerTask, prefill};
+use io::{Assigned, IoThread};
 use worker::Worker;
 
 /// How long the reporter waits for workers to hand in an interval's data.
@@ -127,8 +129,10 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     };
     let open_loop = cfg.test.target_ops_per_second.is_some();
     let workers = plan.workers;
+    let layout = Layout::of(&cfg, &plan);
+    let threads = layout.threads();
     let hub =
-        MetricsHub::with_counters(workers, plan.ops.clone(), plan.counters.clone(), open_loop);
+        MetricsHub::with_counters(threads, plan.ops.clone(), plan.counters.clone(), open_loop);
     if let Some(otlp) = &cfg.output.otlp {
         hub.enable_tracing(otlp.trace_sample_rate);
     }
@@ -136,55 +140,88 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     // Stops the workers: set on duration end, on a signal, or when start-up fails.
     let stop = Shutdown::new();
 
-    let (ready_tx, ready_rx) = unbounded();
-    let (go_tx, go_rx) = bounded::<Instant>(workers);
+    let (ready_tx, ready_rx) = unbounded::<Result<Duration, crate::client::ConnectError>>();
+    let (go_tx, go_rx) = bounded::<Instant>(threads);
     let (done_tx, done_rx) = unbounded::<usize>();
-    let mut handles = Vec::with_capacity(workers);
-    for index in 0..workers {
+    let mut handles = Vec::with_capacity(threads);
+    for (shard, job) in layout.jobs.into_iter().enumerate() {
         let (cfg, hub, stop) = (Arc::clone(&cfg), Arc::clone(&hub), stop.clone());
         let plan = Arc::clone(&plan);
         let (ready_tx, go_rx, done_tx) = (ready_tx.clone(), go_rx.clone(), done_tx.clone());
+        let name = match &job {
+            Job::Io(_) => format!("io-{shard}"),
+            Job::Own(index, _, _) => format!("worker-{index}"),
+        };
         let handle = std::thread::Builder::new()
-            .name(format!("worker-{index}"))
+            .name(name)
             .spawn(move || {
                 worker::tighten_timer_slack();
-                let result = Worker::connect(index, cfg, &plan, &hub, stop);
-                let mut worker = match result {
-                    Ok(w) => {
-                        let _ = ready_tx.send(Ok(index));
-                        w
+                // Both kinds connect, report, wait for the start, run and hand in their data.
+                let mut runnable: Box<dyn FnMut(Instant)> = match job {
+                    Job::Io(assigned) => {
+                        match IoThread::connect(shard, assigned, cfg, &plan, &hub, stop) {
+                            Ok(mut io) => {
+                                let _ = ready_tx.send(Ok(io.connected_in));
+                                Box::new(move |start| io.run(start))
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                                return;
+                            }
+                        }
                     }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
+                    Job::Own(index, task, rng) => {
+                        let began = Instant::now();
+                        match Worker::with_task(index, shard, task, rng, cfg, &plan, &hub, stop) {
+                            Ok(mut w) => {
+                                let _ = ready_tx.send(Ok(began.elapsed()));
+                                Box::new(move |start| w.run(start))
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                                return;
+                            }
+                        }
                     }
                 };
                 if let Ok(start) = go_rx.recv() {
-                    // A panic is a bug; catching it keeps the other workers and the report.
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        worker.run(start)
-                    }));
+                    // A panic is a bug; catching it keeps the other threads and the report.
+                    let outcome =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runnable(start)));
                     if outcome.is_err() {
-                        tracing::error!(worker = index, "worker panicked; its data so far is kept");
+                        tracing::error!(
+                            thread = shard,
+                            "a load thread panicked; its data so far is kept"
+                        );
                     }
                 }
-                let _ = done_tx.send(index);
+                let _ = done_tx.send(shard);
             })
-            .map_err(|e| AppError::Run(format!("cannot start worker thread: {e}")))?;
+            .map_err(|e| AppError::Run(format!("cannot start a load thread: {e}")))?;
         handles.push(handle);
     }
     drop((ready_tx, done_tx));
 
-    for _ in 0..workers {
+    let mut connect_phase = Duration::ZERO;
+    for _ in 0..threads {
         let outcome = ready_rx
             .recv()
-            .map_err(|_| AppError::Run("a worker thread ended during start-up".into()))?;
-        if let Err(e) = outcome {
-            stop.request();
-            drop(go_tx);
-            return Err(cannot_connect(&cfg, e.to_string()));
+            .map_err(|_| AppError::Run("a load thread ended during start-up".into()))?;
+        match outcome {
+            Ok(took) => connect_phase = connect_phase.max(took),
+            Err(e) => {
+                stop.request();
+                drop(go_tx);
+                return Err(cannot_connect(&cfg, e.to_string()));
+            }
         }
     }
+    tracing::info!(
+        workers,
+        threads,
+        seconds = connect_phase.as_secs_f64(),
+        "all connections up"
+    );
 
     let setup = if cfg.workload.prefill {
         let outcome = prefill::run(&cfg, plan.cluster_watch.as_ref()).map_err(|e| {
@@ -202,7 +239,7 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     };
 
     let go = Instant::now();
-    for _ in 0..workers {
+    for _ in 0..threads {
         let _ = go_tx.send(go);
     }
     tracing::info!(workers, "load started");
@@ -281,7 +318,7 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     }
     let stop_at = Instant::now();
     stop.request();
-    let drained = wait_for_workers(&done_rx, workers, drain_limit(&cfg), &shutdown);
+    let drained = wait_for_workers(&done_rx, threads, drain_limit(&cfg), &shutdown);
     if !drained {
         end_reason = EndReason::Aborted;
         tracing::warn!("not every worker finished in time; reporting what was handed in");
@@ -390,4 +427,56 @@ fn cannot_connect(cfg: &RunnerConfig, reason: String) -> AppError {
         }
     }
     err
+}
+
+/// What one load thread runs.
+enum Job {
+    /// An event loop driving these request/reply workers.
+    Io(Vec<Assigned>),
+    /// One worker on a thread of its own (cluster routing, pub/sub subscribers, stream
+    /// processors): its index, task and RNG.
+    Own(usize, WorkerTask, WorkerRng),
+}
+
+/// Which thread runs which worker: request/reply workers spread round-robin over the I/O
+/// threads, the others one per thread. A thread's place in `jobs` is its metrics shard.
+struct Layout {
+    jobs: Vec<Job>,
+}
+
+impl Layout {
+    fn of(cfg: &RunnerConfig, plan: &RunPlan) -> Layout {
+        use rand_core::SeedableRng;
+        let mut requests = Vec::new();
+        let mut own = Vec::new();
+        for index in 0..plan.workers {
+            let mut rng = WorkerRng::seed_from_u64(worker::worker_seed(cfg.test.seed, index));
+            match workload::build(cfg, plan, index, &mut rng) {
+                WorkerTask::Requests(workload) if plan.cluster_watch.is_none() => {
+                    requests.push(Assigned {
+                        index,
+                        workload,
+                        rng,
+                    });
+                }
+                task => own.push(Job::Own(index, task, rng)),
+            }
+        }
+        let io_threads = if requests.is_empty() {
+            0
+        } else {
+            cfg.test.io_threads_for(requests.len())
+        };
+        let mut io: Vec<Vec<Assigned>> = (0..io_threads).map(|_| Vec::new()).collect();
+        for (n, a) in requests.into_iter().enumerate() {
+            io[n % io_threads].push(a);
+        }
+        let mut jobs: Vec<Job> = io.into_iter().map(Job::Io).collect();
+        jobs.extend(own);
+        Layout { jobs }
+    }
+
+    fn threads(&self) -> usize {
+        self.jobs.len()
+    }
 }

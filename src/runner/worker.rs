@@ -65,7 +65,7 @@ pub struct Worker {
 }
 
 /// The seed of worker `index`: reproducible from `--seed`, otherwise from the clock.
-fn worker_seed(seed: Option<u64>, index: usize) -> u64 {
+pub fn worker_seed(seed: Option<u64>, index: usize) -> u64 {
     let base = seed.unwrap_or_else(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -77,7 +77,8 @@ fn worker_seed(seed: Option<u64>, index: usize) -> u64 {
 }
 
 impl Worker {
-    /// Connects and prepares worker `index`; does not send load yet.
+    /// Connects and prepares worker `index` on a thread of its own (metrics shard `index`);
+    /// does not send load yet.
     pub fn connect(
         index: usize,
         cfg: Arc<RunnerConfig>,
@@ -85,12 +86,29 @@ impl Worker {
         hub: &Arc<MetricsHub>,
         stop: Shutdown,
     ) -> Result<Worker, ConnectError> {
+        let mut rng = WorkerRng::seed_from_u64(worker_seed(cfg.test.seed, index));
+        let task = workload::build(&cfg, plan, index, &mut rng);
+        Worker::with_task(index, index, task, rng, cfg, plan, hub, stop)
+    }
+
+    /// Connects worker `index`, whose task and RNG are made already, recording into metrics
+    /// shard `shard`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_task(
+        index: usize,
+        shard: usize,
+        task: WorkerTask,
+        rng: WorkerRng,
+        cfg: Arc<RunnerConfig>,
+        plan: &RunPlan,
+        hub: &Arc<MetricsHub>,
+        stop: Shutdown,
+    ) -> Result<Worker, ConnectError> {
         let client_name = format!("{}-w{}", cfg.redis.client_name, index);
         let init_start = Instant::now();
-        let mut rng = WorkerRng::seed_from_u64(worker_seed(cfg.test.seed, index));
         let mut cluster = None;
         let mut conn_target = None;
-        let (workload, own, conn) = match workload::build(&cfg, plan, index, &mut rng) {
+        let (workload, own, conn) = match task {
             WorkerTask::Requests(w) => match &plan.cluster_watch {
                 Some(watch) => {
                     let mut pipeline = ClusterPipeline::new(Arc::clone(watch), &cfg.redis, index);
@@ -110,7 +128,8 @@ impl Worker {
             }
         };
         let batch_size = cfg.workload.batch_size();
-        let mut metrics = hub.writer(index);
+        let mut metrics = hub.writer(shard);
+        metrics.set_worker(index);
         // One connection, or in cluster mode one per master.
         let opened = cluster
             .as_ref()

@@ -1,0 +1,153 @@
+//! One non-blocking RESP connection: the stream, a reused write buffer that keeps the unsent
+//! tail of a partial write, and a reused read buffer scanned in place.
+//!
+//! Buffers start small and grow to the largest batch or reply seen, then stay: memory follows
+//! the batch, not the worst case, which matters at 10,000 connections. Not here: deciding what
+//! to send or what a reply means.
+
+use std::time::Instant;
+
+use crate::client::ConnError;
+use crate::client::resp::{self, Reply, ReplyKind};
+use crate::net::stream::{Got, NetStream};
+
+/// Read buffer size of a new connection; it grows when a batch's replies need more.
+const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// Write buffer capacity of a new connection.
+const INITIAL_WRITE_BUFFER: usize = 1024;
+
+/// A RESP connection on a non-blocking stream.
+pub struct Conn {
+    pub(crate) stream: NetStream,
+    write_buf: Vec<u8>,
+    /// `write_buf[written..]` is still to be sent.
+    written: usize,
+    read_buf: Vec<u8>,
+    /// Unconsumed bytes are `read_buf[read_start..read_end]`.
+    read_start: usize,
+    read_end: usize,
+    /// When the last read that returned bytes ended: the moment every reply in them became
+    /// available to us (one clock read per read call, not per reply).
+    last_read_at: Instant,
+}
+
+/// What [`Conn::fill`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// Bytes arrived and more may be waiting: scan, then call again.
+    More,
+    /// The socket is empty for now (bytes may have arrived too): scan, then wait for readiness.
+    Drained,
+}
+
+impl Conn {
+    pub fn new(stream: NetStream) -> Self {
+        Conn {
+            stream,
+            write_buf: Vec::with_capacity(INITIAL_WRITE_BUFFER),
+            written: 0,
+            read_buf: vec![0; INITIAL_READ_BUFFER],
+            read_start: 0,
+            read_end: 0,
+            last_read_at: Instant::now(),
+        }
+    }
+
+    /// The buffer the next requests are encoded into (after anything still unsent).
+    #[inline]
+    pub fn request_buf(&mut self) -> &mut Vec<u8> {
+        &mut self.write_buf
+    }
+
+    /// Whether bytes are still waiting to be written (the socket was full).
+    #[inline]
+    pub fn write_pending(&self) -> bool {
+        self.written < self.write_buf.len()
+    }
+
+    /// Writes as much of the request buffer as the socket takes. `Ok(true)`: all of it is
+    /// out (the buffer is cleared); `Ok(false)`: wait for write readiness and call again.
+    #[inline]
+    pub fn send(&mut self) -> Result<bool, ConnError> {
+        while self.written < self.write_buf.len() {
+            match self.stream.write(&self.write_buf[self.written..]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.write_buf.clear();
+        self.written = 0;
+        Ok(self.stream.flush_tls()?)
+    }
+
+    /// Reads once into the free end of the read buffer, first moving the unconsumed tail to
+    /// the front, growing only when one reply is larger than the whole buffer.
+    #[inline]
+    pub fn fill(&mut self) -> Result<Fill, ConnError> {
+        if self.read_end == self.read_buf.len() {
+            if self.read_start > 0 {
+                self.read_buf.copy_within(self.read_start..self.read_end, 0);
+                self.read_end -= self.read_start;
+                self.read_start = 0;
+            } else {
+                let bigger = self.read_buf.len() * 2;
+                self.read_buf.resize(bigger, 0);
+            }
+        }
+        let got = loop {
+            match self.stream.read(&mut self.read_buf[self.read_end..]) {
+                Ok(got) => break got,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(ConnError::Closed);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let (n, fill) = match got {
+            Got::More(n) => (n, Fill::More),
+            Got::Drained(n) => (n, Fill::Drained),
+        };
+        if n > 0 {
+            self.read_end += n;
+            self.last_read_at = Instant::now();
+        }
+        Ok(fill)
+    }
+
+    /// The next complete reply already read, if any; RESP3 pushes are skipped unless
+    /// `pushes`. Its payload is valid until the next [`fill`](Self::fill).
+    #[inline]
+    pub fn next_reply(&mut self, pushes: bool) -> Result<Option<Reply>, ConnError> {
+        loop {
+            let Some((reply, used)) = resp::scan(&self.read_buf[self.read_start..self.read_end])?
+            else {
+                return Ok(None);
+            };
+            let reply = reply.shifted(self.read_start);
+            self.read_start += used;
+            if self.read_start == self.read_end {
+                self.read_start = 0;
+                self.read_end = 0;
+            }
+            if !pushes && matches!(reply.kind, ReplyKind::Push(_)) {
+                continue;
+            }
+            return Ok(Some(reply));
+        }
+    }
+
+    /// The payload bytes of a reply returned by [`next_reply`](Self::next_reply).
+    #[inline]
+    pub fn payload(&self, reply: &Reply) -> &[u8] {
+        &self.read_buf[reply.payload.clone()]
+    }
+
+    /// When the bytes of the replies scanned last were read from the socket.
+    #[inline]
+    pub fn reply_received_at(&self) -> Instant {
+        self.last_read_at
+    }
+}
