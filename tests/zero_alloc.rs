@@ -14,6 +14,7 @@ use std::time::Duration;
 use redis_loadgen::client::cluster::ClusterWatch;
 use redis_loadgen::config::{CliAction, load_from_args};
 use redis_loadgen::metrics::MetricsHub;
+use redis_loadgen::runner::io::IoThread;
 use redis_loadgen::runner::worker::Worker;
 use redis_loadgen::{Shutdown, workload};
 use support::RedisServer;
@@ -63,6 +64,33 @@ fn steady_state_allocations(server: &RedisServer, batches: u64, extra: &[&str]) 
 
 /// [`steady_state_allocations`] against any server port (the TLS test's server).
 fn steady_state_allocations_on(port: u16, batches: u64, extra: &[&str]) -> (u64, u64) {
+    steady_state_allocations_with(port, 1, batches, extra)
+}
+
+/// The loop under test: an I/O thread driving `workers` workers (or, in cluster mode, one
+/// worker on its own thread).
+enum Loop {
+    Io(IoThread),
+    Own(Box<Worker>),
+}
+
+impl Loop {
+    fn run_batches(&mut self, n: u64) {
+        match self {
+            Loop::Io(io) => io.run_batches(n),
+            Loop::Own(w) => w.run_batches(n),
+        }
+    }
+}
+
+/// [`steady_state_allocations_on`] with `workers` connections on one I/O thread; `batches`
+/// counts the thread's batches over all of them.
+fn steady_state_allocations_with(
+    port: u16,
+    workers: usize,
+    batches: u64,
+    extra: &[&str],
+) -> (u64, u64) {
     let mut args: Vec<OsString> = ["redis-loadgen", "--port", &port.to_string()]
         .iter()
         .map(OsString::from)
@@ -82,7 +110,23 @@ fn steady_state_allocations_on(port: u16, batches: u64, extra: &[&str]) -> (u64,
         // As the runner does: sampled commands become trace events.
         hub.enable_tracing(otlp.trace_sample_rate);
     }
-    let mut worker = Worker::connect(0, Arc::clone(&cfg), &plan, &hub, Shutdown::new()).unwrap();
+    let mut worker = if plan.cluster_watch.is_some() {
+        Loop::Own(Box::new(
+            Worker::connect(0, Arc::clone(&cfg), &plan, &hub, Shutdown::new()).unwrap(),
+        ))
+    } else {
+        Loop::Io(
+            IoThread::for_workers(
+                0,
+                0..workers,
+                Arc::clone(&cfg),
+                &plan,
+                &hub,
+                Shutdown::new(),
+            )
+            .unwrap(),
+        )
+    };
 
     // A reporter on another thread asks for the shard every few milliseconds, so publishing is
     // part of what is measured.
@@ -100,7 +144,8 @@ fn steady_state_allocations_on(port: u16, batches: u64, extra: &[&str]) -> (u64,
             total.total()
         })
     };
-    worker.run_batches(2_000); // warm-up: buffers reach their working size
+    // Warm-up: buffers reach their working size (each of the workers sends a few batches).
+    worker.run_batches(2_000.max(workers as u64 * 4));
     let before = allocations();
     worker.run_batches(batches);
     let during = allocations() - before;
@@ -139,6 +184,31 @@ fn set_get_unpipelined(extra: &[&str], what: &str) {
 #[test]
 fn set_get_unpipelined_allocates_nothing_per_command() {
     set_get_unpipelined(&[], "");
+}
+
+#[test]
+fn a_thousand_connections_on_one_io_thread_allocate_nothing_per_command() {
+    let server = RedisServer::start();
+    let (allocs, recorded) = steady_state_allocations_with(
+        server.port,
+        1_000,
+        20_000,
+        &[
+            "--operations",
+            "SET,GET",
+            "--clients",
+            "10",
+            "--threads-per-client",
+            "100",
+            "--max-connections",
+            "100",
+        ],
+    );
+    assert!(recorded >= 20_000, "recorded {recorded}");
+    assert_eq!(
+        allocs, 0,
+        "allocations during 20,000 unpipelined commands over 1,000 connections"
+    );
 }
 
 #[test]

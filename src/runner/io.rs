@@ -30,7 +30,9 @@ use crate::net::conn::Fill;
 use crate::net::{Link, Progress, Timers};
 use crate::runner::schedule::Schedule;
 use crate::shutdown::Shutdown;
-use crate::workload::{Recorder, RunPlan, WorkerRng, Workload};
+use rand_core::SeedableRng;
+
+use crate::workload::{Recorder, RunPlan, WorkerRng, WorkerTask, Workload};
 
 /// The timerfd's token; workers' tokens are their slots.
 const TIMER_TOKEN: Token = Token(usize::MAX);
@@ -233,6 +235,25 @@ impl IoThread {
         Ok(io)
     }
 
+    /// Connects workers `indices` of `plan` on one thread (their tasks and RNGs made as a run
+    /// makes them), recording into shard `shard`. For tests that drive a thread directly.
+    pub fn for_workers(
+        shard: usize,
+        indices: std::ops::Range<usize>,
+        cfg: Arc<RunnerConfig>,
+        plan: &RunPlan,
+        hub: &Arc<MetricsHub>,
+        stop: Shutdown,
+    ) -> Result<IoThread, ConnectError> {
+        let assigned = indices
+            .filter_map(|index| match assign(&cfg, plan, index) {
+                (Some(a), _) => Some(a),
+                _ => None,
+            })
+            .collect();
+        IoThread::connect(shard, assigned, cfg, plan, hub, stop)
+    }
+
     /// How many workers this thread drives.
     pub fn workers(&self) -> usize {
         self.clients.len()
@@ -339,6 +360,7 @@ impl IoThread {
     pub fn run_batches(&mut self, n: u64) {
         self.budget = n;
         let before = self.batches;
+        self.kick_all(false);
         while self.batches - before < n && !self.stop.is_stopping() {
             self.drive_once(None, false);
             if self.budget == 0 && self.clients.iter().all(|c| !c.busy()) {
@@ -829,6 +851,27 @@ impl Client {
             }
             _ => {}
         }
+    }
+}
+
+/// Makes worker `index`'s task and RNG: an [`Assigned`] request/reply worker for an I/O
+/// thread, or (second) the task of a worker that needs a thread of its own.
+pub fn assign(
+    cfg: &RunnerConfig,
+    plan: &RunPlan,
+    index: usize,
+) -> (Option<Assigned>, Option<(WorkerTask, WorkerRng)>) {
+    let mut rng = WorkerRng::seed_from_u64(super::worker::worker_seed(cfg.test.seed, index));
+    match crate::workload::build(cfg, plan, index, &mut rng) {
+        WorkerTask::Requests(workload) if plan.cluster_watch.is_none() => (
+            Some(Assigned {
+                index,
+                workload,
+                rng,
+            }),
+            None,
+        ),
+        task => (None, Some((task, rng))),
     }
 }
 

@@ -446,20 +446,13 @@ struct Layout {
 
 impl Layout {
     fn of(cfg: &RunnerConfig, plan: &RunPlan) -> Layout {
-        use rand_core::SeedableRng;
         let mut requests = Vec::new();
         let mut own = Vec::new();
         for index in 0..plan.workers {
-            let mut rng = WorkerRng::seed_from_u64(worker::worker_seed(cfg.test.seed, index));
-            match workload::build(cfg, plan, index, &mut rng) {
-                WorkerTask::Requests(workload) if plan.cluster_watch.is_none() => {
-                    requests.push(Assigned {
-                        index,
-                        workload,
-                        rng,
-                    });
-                }
-                task => own.push(Job::Own(index, task, rng)),
+            match io::assign(cfg, plan, index) {
+                (Some(a), _) => requests.push(a),
+                (None, Some((task, rng))) => own.push(Job::Own(index, task, rng)),
+                (None, None) => {}
             }
         }
         let io_threads = if requests.is_empty() {
