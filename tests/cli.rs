@@ -340,3 +340,28 @@ fn json_logs_go_to_the_log_file_one_object_per_line_without_secrets() {
         "{e}"
     );
 }
+
+/// More workers than the open-file limit allows sockets for: one line naming the limit and
+/// the fields, exit 2, before any connection (the port has no server: a connect would fail
+/// with exit 1 instead).
+#[test]
+fn too_low_an_open_file_limit_is_one_line_before_connecting() {
+    let work = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("sh")
+        .current_dir(work.path())
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 300 && exec '{}' --port {} --duration 1 --clients 5 --threads-per-client 100 --max-connections 100",
+            env!("CARGO_BIN_EXE_redis-loadgen"),
+            free_port()
+        ))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("open-file limit is 300") && err.contains("test.clients"),
+        "{err}"
+    );
+}

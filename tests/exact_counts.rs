@@ -125,3 +125,47 @@ fn report_file_is_replaced_atomically_not_appended() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// A thousand connections on two I/O threads: every one comes up (the server sees them all),
+/// and the counts still equal the server's.
+#[test]
+fn a_thousand_connections_count_exactly() {
+    let server = RedisServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("report.json");
+    let before = server.commandstats();
+    let status = loadgen(work.path())
+        .args(["--host", "127.0.0.1", "--port", &server.port.to_string()])
+        .args(["--operations", "SET,GET", "--io-threads", "2"])
+        .args(["--clients", "10", "--threads-per-client", "100"])
+        .args(["--max-connections", "100"])
+        .args(["--duration", "2", "--metrics-interval", "0.5", "--quiet"])
+        .arg("--output-file")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let report = read_json(&out);
+    assert_counts_match(&server, &before, &report);
+    assert_eq!(report["failed_commands_count"], 0);
+    let c = &report["connections"];
+    assert_eq!(c["initiated"], 1000, "{c}");
+    assert_eq!(c["succeeded"], 1000, "{c}");
+    let clients = server.cli(&["INFO", "stats"]);
+    let accepted: u64 = clients
+        .lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(
+        accepted >= 1000,
+        "the server accepted {accepted} connections"
+    );
+    // The load went through those connections.
+    assert!(
+        report["total_commands_count"].as_u64().unwrap() >= 1000,
+        "{}",
+        report["total_commands_count"]
+    );
+    assert_matches_schema(&report);
+}

@@ -64,6 +64,8 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
     let console = Console::new(&cfg);
     // Telemetry endpoints are set up first: a taken listen address fails before any load.
     let mut telemetry = crate::telemetry::start(&cfg)?;
+    let mut plan = workload::plan(&cfg);
+    ensure_open_files(&cfg, plan.workers)?;
     let server = match control::server_info(&cfg.redis) {
         Ok(info) => info,
         Err(e) => return Err(cannot_connect(&cfg, e.to_string())),
@@ -90,7 +92,6 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
         }
         _ => {}
     }
-    let mut plan = workload::plan(&cfg);
     // Sentinel mode: one watcher for the run tells workers when the master moves.
     // Cluster mode: one watcher keeps the slot map for every worker.
     let _watch = if cfg.redis.sentinel.is_some() {
@@ -367,6 +368,46 @@ pub fn run(cfg: Arc<RunnerConfig>, shutdown: Shutdown) -> Result<RunSummary, App
         ExitCode::Ok
     };
     Ok(RunSummary { report, exit })
+}
+
+/// Descriptors a run needs besides its workers' sockets (control connections, the telemetry
+/// endpoint, log and report files, the poll and timer descriptors of each thread).
+const SPARE_FILES: u64 = 64;
+
+/// Raises the soft open-file limit to what `workers` connections need (up to the hard
+/// limit), or fails before connecting when even the hard limit is too low: otherwise the
+/// connects would fail one by one with EMFILE.
+fn ensure_open_files(cfg: &RunnerConfig, workers: usize) -> Result<(), AppError> {
+    // Cluster workers hold a connection per node; the connection budget bounds them.
+    let per_worker = if cfg.redis.cluster.is_some() { 16 } else { 1 };
+    let needed = workers as u64 * per_worker + SPARE_FILES;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Ok(());
+    }
+    if limit.rlim_cur >= needed {
+        return Ok(());
+    }
+    let wanted = needed.min(limit.rlim_max);
+    let raised = libc::rlimit {
+        rlim_cur: wanted,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: as above.
+    let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0;
+    if ok && wanted >= needed {
+        return Ok(());
+    }
+    Err(AppError::Config(
+        crate::config::parse::ConfigError::Conflict(format!(
+            "{workers} workers need about {needed} open files but the open-file limit is {} (hard limit {}): raise it (ulimit -n {needed}) or lower test.clients x test.threads_per_client",
+            limit.rlim_cur, limit.rlim_max
+        )),
+    ))
 }
 
 /// Sleeps until `until` or a stop request, moving the progress display.
