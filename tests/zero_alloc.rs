@@ -70,7 +70,7 @@ fn steady_state_allocations_on(port: u16, batches: u64, extra: &[&str]) -> (u64,
 /// The loop under test: an I/O thread driving `workers` workers (or, in cluster mode, one
 /// worker on its own thread).
 enum Loop {
-    Io(IoThread),
+    Io(Box<IoThread>),
     Own(Box<Worker>),
 }
 
