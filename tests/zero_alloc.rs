@@ -115,7 +115,7 @@ fn steady_state_allocations_with(
             Worker::connect(0, Arc::clone(&cfg), &plan, &hub, Shutdown::new()).unwrap(),
         ))
     } else {
-        Loop::Io(
+        Loop::Io(Box::new(
             IoThread::for_workers(
                 0,
                 0..workers,
@@ -125,7 +125,7 @@ fn steady_state_allocations_with(
                 Shutdown::new(),
             )
             .unwrap(),
-        )
+        ))
     };
 
     // A reporter on another thread asks for the shard every few milliseconds, so publishing is
