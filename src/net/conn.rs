@@ -1,9 +1,9 @@
 //! One non-blocking RESP connection: the stream, a reused write buffer that keeps the unsent
 //! tail of a partial write, and a reused read buffer scanned in place.
 //!
-//! Buffers start small and grow to the largest batch or reply seen, then stay: memory follows
-//! the batch, not the worst case, which matters at 10,000 connections. Not here: deciding what
-//! to send or what a reply means.
+//! The write buffer starts small and grows to the largest batch seen; the read buffer starts
+//! at 64 KiB, mostly never touched (see [`INITIAL_READ_BUFFER`]). Not here: deciding what to
+//! send or what a reply means.
 
 use std::time::Instant;
 
@@ -11,8 +11,12 @@ use crate::client::ConnError;
 use crate::client::resp::{self, Reply, ReplyKind};
 use crate::net::stream::{Got, NetStream};
 
-/// Read buffer size of a new connection; it grows when a batch's replies need more.
-const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// Read buffer size of a new connection; it grows only for a reply larger than it. Large
+/// enough that replies of every shipped workload fit from the start (a buffer that grew
+/// mid-run would be an allocation on the hot path), and cheap anyway: zeroed memory from the
+/// allocator becomes resident only where reads touch it (10,000 connections: ~75 MB more RSS
+/// than with 4 KiB buffers, measured with `/usr/bin/time -f %M`).
+const INITIAL_READ_BUFFER: usize = 64 * 1024;
 /// Write buffer capacity of a new connection.
 const INITIAL_WRITE_BUFFER: usize = 1024;
 
@@ -29,6 +33,9 @@ pub struct Conn {
     /// When the last read that returned bytes ended: the moment every reply in them became
     /// available to us (one clock read per read call, not per reply).
     last_read_at: Instant,
+    /// The poll said the peer closed (or the socket failed): a short read no longer means the
+    /// socket is empty, since the end of the stream raises no further edge.
+    peer_closed: bool,
 }
 
 /// What [`Conn::fill`] did.
@@ -50,7 +57,15 @@ impl Conn {
             read_start: 0,
             read_end: 0,
             last_read_at: Instant::now(),
+            peer_closed: false,
         }
+    }
+
+    /// The poll reported the peer's close or an error: reads go on until the end of the
+    /// stream is seen.
+    #[cold]
+    pub fn peer_closed(&mut self) {
+        self.peer_closed = true;
     }
 
     /// The buffer the next requests are encoded into (after anything still unsent).
@@ -108,6 +123,7 @@ impl Conn {
         };
         let (n, fill) = match got {
             Got::More(n) => (n, Fill::More),
+            Got::Drained(n) if self.peer_closed && n > 0 => (n, Fill::More),
             Got::Drained(n) => (n, Fill::Drained),
         };
         if n > 0 {

@@ -106,6 +106,14 @@ impl Link {
         }
     }
 
+    /// The poll reported the peer's close or an error on this socket.
+    #[cold]
+    pub fn peer_closed(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.peer_closed();
+        }
+    }
+
     /// The address of the current (or last) attempt.
     pub fn target(&self) -> (&str, u16) {
         (&self.host, self.port)

@@ -1,38 +1,36 @@
-//! An I/O thread: one event loop driving many request/reply workers, each a logical client
-//! with its own connection, RNG, schedule and workload state, all recording into the thread's
-//! one metrics shard.
+//! An I/O thread: one event loop driving many workers, each a logical client with its own
+//! connection, RNG and state, all recording into the thread's one metrics shard.
 //!
-//! Per batch a worker encodes its units into its connection's buffer, writes them with one
-//! write, and reads replies as the socket becomes readable, timing each reply by the read
-//! that brought it. Its connection goes through [`crate::net::Link`] on connect and on every
-//! reconnect (backoff with jitter from the worker's RNG, re-resolved from the Sentinel master
-//! watch). Timers (open-loop sends, backoff, pauses after failed batches) wake the loop
-//! through [`crate::net::Timers`]; deadlines (reply and connect timeouts) are checked by a
-//! sweep every few milliseconds. Per command: no allocation, no lock, no formatting, no
-//! channel send. Not here: cluster routing and workers with loops of their own (pub/sub
-//! subscribers, stream processors), which still run one per OS thread ([`super::worker`]).
+//! Every worker's connection goes through one lifecycle ([`Life`]): [`crate::net::Link`] on
+//! connect and on every reconnect (backoff with jitter from the worker's RNG, give up after
+//! `--retry-attempts`, the address re-resolved from the Sentinel master watch, which also
+//! makes workers on a moved master reconnect). What a worker does with a ready connection is
+//! its role: request/reply batches ([`super::requests`]) or a pub/sub subscription
+//! ([`super::listener`]). Timers (open-loop sends, backoff, pauses) wake the loop through
+//! [`crate::net::Timers`]; deadlines (reply, connect and health-check timeouts) and the
+//! end-of-run reading are checked by a sweep every few milliseconds. Per command: no
+//! allocation, no lock, no formatting, no channel send. Not here: cluster routing and stream
+//! processors, which still run one per OS thread ([`super::worker`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Registry, Token};
+use rand_core::SeedableRng;
 
 use crate::client::ConnectError;
 use crate::client::backoff::Backoff;
 use crate::client::sentinel::MasterWatch;
 use crate::config::RunnerConfig;
-use crate::error::ErrorClass;
 use crate::metrics::hub::WorkerMeter;
-use crate::metrics::outage::is_outage_class;
-use crate::metrics::{MetricsHub, OpId, ShardWriter};
-use crate::net::conn::Fill;
+use crate::metrics::{MetricsHub, ShardWriter};
 use crate::net::{Link, Progress, Timers};
-use crate::runner::schedule::Schedule;
+use crate::runner::listener::Listener;
+use crate::runner::requests::Requests;
 use crate::shutdown::Shutdown;
-use rand_core::SeedableRng;
-
-use crate::workload::{Recorder, RunPlan, WorkerRng, WorkerTask, Workload};
+use crate::workload::pubsub_subscriber::Subscriber;
+use crate::workload::{RunPlan, WorkerRng, WorkerTask, Workload};
 
 /// The timerfd's token; workers' tokens are their slots.
 const TIMER_TOKEN: Token = Token(usize::MAX);
@@ -43,82 +41,79 @@ const SWEEP_EVERY: Duration = Duration::from_millis(20);
 /// Connection attempts one thread keeps in flight at start: thousands of SYNs at once would
 /// overflow the server's accept backlog and cost a retransmit (a second) each.
 const START_CONNECTS: usize = 128;
-/// Ceiling for the pause after a batch in which every command got an error reply.
-const MAX_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Where a worker is in its lifecycle and its role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+pub(super) enum State {
     /// Waiting to start connecting (start-up only).
     Queued,
     /// The link is connecting.
     Connecting,
-    /// Ready, nothing in flight.
-    Idle,
-    /// Ready, waiting for a timer (the next open-loop slot, a pause after failures).
-    Waiting,
-    /// A health-check PING is in flight.
-    Probing,
-    /// A batch is in flight.
-    InFlight,
     /// No connection; reconnecting when the timer fires.
     Backoff,
-    /// Sends nothing more (stopped, or gave up reconnecting).
+    /// Does nothing more (stopped, or gave up reconnecting).
     Stopped,
+    /// Requests: ready, nothing in flight.
+    Idle,
+    /// Requests: ready, waiting for a timer (the next open-loop slot, a pause after failures).
+    Waiting,
+    /// Requests: a health-check PING is in flight.
+    Probing,
+    /// Requests: a batch is in flight.
+    InFlight,
+    /// Subscriber: (P)SUBSCRIBE sent, reading.
+    Listening,
+    /// Subscriber: the run stopped; reading what is still on its way.
+    Draining,
 }
 
-/// One request/reply worker.
-pub struct Client {
-    index: usize,
+/// A worker's connection lifecycle and what every role shares.
+pub(super) struct Life {
+    pub index: usize,
     /// Its place in the thread's list: its token and timer owner.
-    slot: usize,
-    name: String,
-    workload: Box<dyn Workload>,
-    rng: WorkerRng,
-    meter: WorkerMeter,
-    schedule: Schedule,
-    link: Link,
-    state: State,
-    /// The operation of every command of the batch in flight, in order.
-    sent: Vec<OpId>,
-    /// Replies of the batch read so far.
-    next: usize,
-    errors: usize,
-    demoted: bool,
-    /// When the batch's latencies run from (its intended start in open loop) and when it
-    /// was sent.
-    start: Instant,
-    sent_at: Instant,
-    /// The next batch's slot was taken from the schedule (`intended`) and not yet sent.
-    planned: bool,
-    intended: Option<Instant>,
+    pub slot: usize,
+    pub name: String,
+    pub rng: WorkerRng,
+    pub meter: WorkerMeter,
+    pub link: Link,
+    pub state: State,
     /// The timer this worker waits for, if any (older heap entries are stale).
-    wake_at: Option<Instant>,
+    pub wake_at: Option<Instant>,
     backoff: Backoff,
-    failed_in_a_row: u32,
     /// Sentinel mode: the master generation this connection is for.
     master_seen: u64,
-    last_used: Instant,
     /// When the first connection attempt began, until it succeeded.
-    init_start: Option<Instant>,
+    pub init_start: Option<Instant>,
 }
 
 /// What a worker's step needs from its thread.
-struct Cx<'a> {
-    cfg: &'a RunnerConfig,
-    registry: &'a Registry,
-    timers: &'a mut Timers,
-    m: &'a mut ShardWriter,
-    watch: Option<&'a MasterWatch>,
+pub(super) struct Cx<'a> {
+    pub cfg: &'a RunnerConfig,
+    pub registry: &'a Registry,
+    pub timers: &'a mut Timers,
+    pub m: &'a mut ShardWriter,
+    pub watch: Option<&'a MasterWatch>,
     /// Sentinel mode: the master at start, used until the watcher names one.
-    master: &'a Option<(String, u16)>,
-    batch_size: usize,
+    pub master: &'a Option<(String, u16)>,
+    pub batch_size: usize,
     /// Load is running (false while connecting at start).
-    running: bool,
-    stopping: bool,
+    pub running: bool,
+    pub stopping: bool,
     /// Batches that may still start (`run_batches`); `u64::MAX` in a run.
-    budget: &'a mut u64,
+    pub budget: &'a mut u64,
     /// Batches completed.
-    batches: &'a mut u64,
+    pub batches: &'a mut u64,
+}
+
+/// What a worker does with its connection.
+enum Role {
+    Requests(Box<Requests>),
+    Listen(Box<Listener>),
+}
+
+struct Client {
+    life: Life,
+    role: Role,
 }
 
 /// An I/O thread's loop and its workers.
@@ -139,11 +134,17 @@ pub struct IoThread {
     pub connected_in: Duration,
 }
 
-/// A request/reply worker to be driven by an I/O thread: its global index, workload and RNG.
+/// A worker to be driven by an I/O thread: its global index, task and RNG.
 pub struct Assigned {
     pub index: usize,
-    pub workload: Box<dyn Workload>,
+    pub task: Task,
     pub rng: WorkerRng,
+}
+
+/// What an I/O thread can drive.
+pub enum Task {
+    Requests(Box<dyn Workload>),
+    Subscriber(Box<Subscriber>),
 }
 
 /// A worker's context from the thread's fields (a macro: the borrows must stay field by field).
@@ -180,34 +181,27 @@ impl IoThread {
         let poll = Poll::new()?;
         let timers = Timers::new(poll.registry(), TIMER_TOKEN, assigned.len())?;
         let batch = cfg.workload.batch_size();
-        let now = Instant::now();
         let clients: Vec<Client> = assigned
             .into_iter()
             .enumerate()
             .map(|(slot, a)| Client {
-                slot,
-                name: format!("{}-w{}", cfg.redis.client_name, a.index),
-                meter: WorkerMeter::new(a.index),
-                index: a.index,
-                workload: a.workload,
-                rng: a.rng,
-                schedule: Schedule::ClosedLoop,
-                link: Link::new(),
-                state: State::Queued,
-                sent: Vec::with_capacity(batch * 4),
-                next: 0,
-                errors: 0,
-                demoted: false,
-                start: now,
-                sent_at: now,
-                planned: false,
-                intended: None,
-                wake_at: None,
-                backoff: Backoff::new(cfg.redis.retry),
-                failed_in_a_row: 0,
-                master_seen: plan.master_watch.as_ref().map_or(0, |w| w.generation()),
-                last_used: now,
-                init_start: None,
+                life: Life {
+                    slot,
+                    name: format!("{}-w{}", cfg.redis.client_name, a.index),
+                    meter: WorkerMeter::new(a.index),
+                    index: a.index,
+                    rng: a.rng,
+                    link: Link::new(),
+                    state: State::Queued,
+                    wake_at: None,
+                    backoff: Backoff::new(cfg.redis.retry),
+                    master_seen: plan.master_watch.as_ref().map_or(0, |w| w.generation()),
+                    init_start: None,
+                },
+                role: match a.task {
+                    Task::Requests(w) => Role::Requests(Box::new(Requests::new(w, batch))),
+                    Task::Subscriber(s) => Role::Listen(Box::new(Listener::new(s))),
+                },
             })
             .collect();
         let master = match cfg.redis.sentinel {
@@ -246,10 +240,7 @@ impl IoThread {
         stop: Shutdown,
     ) -> Result<IoThread, ConnectError> {
         let assigned = indices
-            .filter_map(|index| match assign(&cfg, plan, index) {
-                (Some(a), _) => Some(a),
-                _ => None,
-            })
+            .filter_map(|index| assign(&cfg, plan, index).ok())
             .collect();
         IoThread::connect(shard, assigned, cfg, plan, hub, stop)
     }
@@ -259,23 +250,26 @@ impl IoThread {
         self.clients.len()
     }
 
+    /// Connects every worker, [`START_CONNECTS`] at a time; a worker counts as up when its
+    /// role is ready for load (a subscriber once every channel is confirmed, so that no
+    /// message is published before it listens).
     fn connect_all(&mut self) -> Result<(), ConnectError> {
         let mut queue: VecDeque<usize> = (0..self.clients.len()).collect();
-        let mut connecting = 0usize;
-        let mut up = 0usize;
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
-        while up < self.clients.len() {
-            while connecting < START_CONNECTS
-                && let Some(i) = queue.pop_front()
-            {
-                connecting += 1;
+        loop {
+            let pending = self.clients.iter().filter(|c| !c.ready()).count();
+            if pending == 0 {
+                return Ok(());
+            }
+            let connecting = pending - queue.len();
+            for _ in connecting..START_CONNECTS {
+                let Some(i) = queue.pop_front() else {
+                    break;
+                };
                 let mut cx = cx!(self, false, false);
                 let c = &mut self.clients[i];
-                c.init_start = Some(Instant::now());
-                cx.m.swap_meter(&mut c.meter);
-                let failed = c.start_connect(&mut cx);
-                cx.m.swap_meter(&mut c.meter);
-                if let Some(e) = failed {
+                c.life.init_start = Some(Instant::now());
+                if let Some(e) = c.with(&mut cx, |life, _, cx| life.start_connect(cx)) {
                     return Err(e);
                 }
             }
@@ -288,51 +282,30 @@ impl IoThread {
             let IoThread {
                 events, clients, ..
             } = self;
-            let mut failed = None;
             for event in events.iter() {
-                let i = event.token().0;
-                if event.token() == TIMER_TOKEN || i >= clients.len() {
+                let Some(c) = clients.get_mut(event.token().0) else {
                     continue;
+                };
+                if event.is_read_closed() || event.is_error() {
+                    c.life.link.peer_closed();
                 }
                 let mut cx = cx!(self, false, false);
-                let c = &mut clients[i];
-                if c.state != State::Connecting {
-                    continue;
+                if let Some(e) = c.on_event(&mut cx) {
+                    return Err(e);
                 }
-                cx.m.swap_meter(&mut c.meter);
-                match c
-                    .link
-                    .on_event(cx.registry, Token(i), &cx.cfg.redis, &c.name)
-                {
-                    Progress::Pending => {}
-                    Progress::Up => {
-                        c.connected(&mut cx);
-                        connecting -= 1;
-                        up += 1;
-                    }
-                    Progress::Failed(e) => failed = Some(e),
-                }
-                cx.m.swap_meter(&mut c.meter);
-                if failed.is_some() {
-                    break;
-                }
-            }
-            if let Some(e) = failed {
-                return Err(e);
             }
             let now = Instant::now();
             if now >= next_sweep {
                 next_sweep = now + SWEEP_EVERY;
-                for c in self.clients.iter_mut() {
-                    if c.state == State::Connecting
-                        && c.link.expired(now, self.cfg.redis.connect_timeout)
-                    {
-                        return Err(c.link.time_out(self.poll.registry()));
+                let IoThread { clients, .. } = self;
+                for c in clients.iter_mut() {
+                    let mut cx = cx!(self, false, false);
+                    if let Some(e) = c.sweep(&mut cx, now) {
+                        return Err(e);
                     }
                 }
             }
         }
-        Ok(())
     }
 
     /// Sends load from `start` until the stop flag is set or the run's duration has passed,
@@ -341,15 +314,12 @@ impl IoThread {
     pub fn run(&mut self, start: Instant) {
         let warmup = self.cfg.workload.warmup.unwrap_or(Duration::ZERO);
         let deadline = self.cfg.test.duration.map(|d| start + warmup + d);
+        let (target, paced) = (self.cfg.test.target_ops_per_second, self.paced_workers);
         let batch = self.cfg.workload.batch_size();
         for c in self.clients.iter_mut() {
-            c.schedule = Schedule::new(
-                self.cfg.test.target_ops_per_second,
-                self.paced_workers,
-                batch,
-                c.index,
-                start,
-            );
+            if let Role::Requests(r) = &mut c.role {
+                r.schedule(target, paced, batch, c.life.index, start);
+            }
         }
         self.drive(deadline);
         self.finish();
@@ -362,7 +332,7 @@ impl IoThread {
         let before = self.batches;
         self.kick_all(false);
         while self.batches - before < n && !self.stop.is_stopping() {
-            self.drive_once(None, false);
+            self.drive_once(false);
             if self.budget == 0 && self.clients.iter().all(|c| !c.busy()) {
                 break;
             }
@@ -381,40 +351,43 @@ impl IoThread {
                 stopping = true;
                 self.kick_all(true);
             }
-            if stopping && (self.stop.is_aborted() || self.clients.iter().all(|c| !c.busy())) {
-                return;
+            if stopping {
+                // Stopped workers' workloads learn it now, not when the thread ends: a
+                // publisher's final count is what a subscriber on this thread waits for.
+                for c in self.clients.iter_mut() {
+                    if let Role::Requests(r) = &mut c.role {
+                        r.retire_if_stopped(&c.life);
+                    }
+                }
+                if self.stop.is_aborted() || self.clients.iter().all(|c| !c.busy()) {
+                    return;
+                }
             }
-            self.drive_once(deadline, stopping);
+            self.drive_once(stopping);
             let now = Instant::now();
             if now >= next_sweep {
                 next_sweep = now + SWEEP_EVERY;
-                self.sweep(now, stopping);
+                let IoThread { clients, .. } = self;
+                for c in clients.iter_mut() {
+                    let mut cx = cx!(self, true, stopping);
+                    c.sweep(&mut cx, now);
+                }
             }
         }
     }
 
-    /// Lets idle workers send (or, when stopping, stop).
+    /// Lets ready workers start (or, when stopping, stop).
     fn kick_all(&mut self, stopping: bool) {
         let now = Instant::now();
         let IoThread { clients, .. } = self;
         for c in clients.iter_mut() {
             let mut cx = cx!(self, true, stopping);
-            cx.m.swap_meter(&mut c.meter);
-            match c.state {
-                State::Idle => c.kick(&mut cx, now),
-                State::Waiting | State::Backoff | State::Connecting | State::Queued if stopping => {
-                    c.link.close(cx.registry);
-                    c.state = State::Stopped;
-                }
-                _ => {}
-            }
-            cx.m.swap_meter(&mut c.meter);
+            c.kick(&mut cx, now);
         }
     }
 
     /// One poll: handles readiness, then due timers.
-    fn drive_once(&mut self, deadline: Option<Instant>, stopping: bool) {
-        let _ = deadline;
+    fn drive_once(&mut self, stopping: bool) {
         let wait = self.timers.arm(Instant::now(), MAX_WAIT);
         if let Err(e) = self.poll.poll(&mut self.events, Some(wait)) {
             if e.kind() != std::io::ErrorKind::Interrupted {
@@ -430,81 +403,175 @@ impl IoThread {
                 self.timers.fired();
                 continue;
             }
-            let i = event.token().0;
-            let Some(c) = clients.get_mut(i) else {
+            let Some(c) = clients.get_mut(event.token().0) else {
                 continue;
             };
+            if event.is_read_closed() || event.is_error() {
+                c.life.link.peer_closed();
+            }
             let mut cx = cx!(self, true, stopping);
-            cx.m.swap_meter(&mut c.meter);
             c.on_event(&mut cx);
-            cx.m.swap_meter(&mut c.meter);
         }
         let now = Instant::now();
         while let Some((at, i)) = self.timers.pop_due(now) {
             let c = &mut clients[i];
-            if c.wake_at != Some(at) {
+            if c.life.wake_at != Some(at) {
                 continue;
             }
-            c.wake_at = None;
+            c.life.wake_at = None;
             let mut cx = cx!(self, true, stopping);
-            cx.m.swap_meter(&mut c.meter);
             c.on_timer(&mut cx, now);
-            cx.m.swap_meter(&mut c.meter);
-        }
-    }
-
-    /// Fails replies and connection attempts that took longer than their timeouts.
-    fn sweep(&mut self, now: Instant, stopping: bool) {
-        let reply_timeout = self.cfg.redis.socket_timeout;
-        let connect_timeout = self.cfg.redis.connect_timeout;
-        let IoThread { clients, .. } = self;
-        for c in clients.iter_mut() {
-            let late = match c.state {
-                State::InFlight | State::Probing => {
-                    let progress = c
-                        .link
-                        .conn()
-                        .map_or(c.sent_at, |conn| conn.reply_received_at().max(c.sent_at));
-                    now.saturating_duration_since(progress) >= reply_timeout
-                }
-                State::Connecting => c.link.expired(now, connect_timeout),
-                _ => false,
-            };
-            if !late {
-                continue;
-            }
-            let mut cx = cx!(self, true, stopping);
-            cx.m.swap_meter(&mut c.meter);
-            c.timed_out(&mut cx);
-            cx.m.swap_meter(&mut c.meter);
         }
     }
 
     /// Closes open outage episodes and hands in the thread's data.
     fn finish(&mut self) {
-        for c in self.clients.iter_mut() {
-            self.metrics.swap_meter(&mut c.meter);
-            self.metrics.worker_done();
-            self.metrics.swap_meter(&mut c.meter);
+        let IoThread { clients, .. } = self;
+        for c in clients.iter_mut() {
+            let mut cx = cx!(self, true, true);
+            c.with(&mut cx, |_, role, cx| {
+                if let Role::Listen(l) = role {
+                    l.finish(cx);
+                }
+                cx.m.worker_done();
+            });
         }
         self.metrics.finish();
     }
 }
 
 impl Client {
-    /// Something is in flight that the thread must wait for when stopping.
-    fn busy(&self) -> bool {
-        matches!(self.state, State::InFlight | State::Probing)
+    /// Runs `f` with the worker's meter swapped into the thread's shard.
+    #[inline]
+    fn with<R>(
+        &mut self,
+        cx: &mut Cx<'_>,
+        f: impl FnOnce(&mut Life, &mut Role, &mut Cx<'_>) -> R,
+    ) -> R {
+        cx.m.swap_meter(&mut self.life.meter);
+        let r = f(&mut self.life, &mut self.role, cx);
+        cx.m.swap_meter(&mut self.life.meter);
+        r
     }
 
-    fn set_timer(&mut self, cx: &mut Cx<'_>, at: Instant) {
+    /// Ready for load (start-up).
+    fn ready(&self) -> bool {
+        match &self.role {
+            Role::Requests(_) => self.life.state == State::Idle,
+            Role::Listen(l) => self.life.state == State::Listening && l.subscribed(),
+        }
+    }
+
+    /// Something is in flight that the thread must wait for when stopping.
+    fn busy(&self) -> bool {
+        matches!(
+            self.life.state,
+            State::InFlight | State::Probing | State::Draining
+        )
+    }
+
+    /// Readiness of the worker's socket. Returns a connection error at start-up.
+    #[inline]
+    fn on_event(&mut self, cx: &mut Cx<'_>) -> Option<ConnectError> {
+        self.with(cx, |life, role, cx| {
+            if life.state == State::Connecting {
+                return match life.link.on_event(
+                    cx.registry,
+                    Token(life.slot),
+                    &cx.cfg.redis,
+                    &life.name,
+                ) {
+                    Progress::Pending => None,
+                    Progress::Up => {
+                        life.connected(cx);
+                        match role {
+                            Role::Requests(r) => {
+                                life.state = State::Idle;
+                                r.fresh_connection();
+                                if cx.running {
+                                    r.kick(life, cx, Instant::now());
+                                }
+                                None
+                            }
+                            Role::Listen(l) => l.up(life, cx),
+                        }
+                    }
+                    Progress::Failed(e) => life.connect_failed(cx, e),
+                };
+            }
+            match role {
+                Role::Requests(r) => {
+                    r.receive(life, cx);
+                    None
+                }
+                Role::Listen(l) => l.receive(life, cx),
+            }
+        })
+    }
+
+    fn on_timer(&mut self, cx: &mut Cx<'_>, now: Instant) {
+        self.with(cx, |life, role, cx| match (life.state, role) {
+            (State::Backoff, _) => {
+                life.start_connect(cx);
+            }
+            (State::Waiting, Role::Requests(r)) => {
+                life.state = State::Idle;
+                r.kick(life, cx, now);
+            }
+            _ => {}
+        });
+    }
+
+    fn kick(&mut self, cx: &mut Cx<'_>, now: Instant) {
+        self.with(cx, |life, role, cx| {
+            if cx.stopping && matches!(role, Role::Requests(_)) {
+                match life.state {
+                    State::Waiting
+                    | State::Backoff
+                    | State::Connecting
+                    | State::Queued
+                    | State::Idle => {
+                        life.link.close(cx.registry);
+                        life.state = State::Stopped;
+                    }
+                    _ => {}
+                }
+            }
+            match role {
+                Role::Requests(r) if life.state == State::Idle => r.kick(life, cx, now),
+                Role::Listen(l) if cx.stopping => l.stop(life, cx, now),
+                _ => {}
+            }
+        });
+    }
+
+    /// Deadlines: connect and reply timeouts, health checks, the end-of-run reading.
+    fn sweep(&mut self, cx: &mut Cx<'_>, now: Instant) -> Option<ConnectError> {
+        self.with(cx, |life, role, cx| {
+            if life.state == State::Connecting
+                && life.link.expired(now, cx.cfg.redis.connect_timeout)
+            {
+                let e = life.link.time_out(cx.registry);
+                return life.connect_failed(cx, e);
+            }
+            match role {
+                Role::Requests(r) => r.sweep(life, cx, now),
+                Role::Listen(l) => l.sweep(life, cx, now),
+            }
+            None
+        })
+    }
+}
+
+impl Life {
+    pub(super) fn set_timer(&mut self, cx: &mut Cx<'_>, at: Instant) {
         self.wake_at = Some(at);
         cx.timers.add(at, self.slot);
     }
 
     /// Starts a connection attempt; returns the error at start-up (a run's first connect
     /// failure ends the run), handles it itself while running.
-    fn start_connect(&mut self, cx: &mut Cx<'_>) -> Option<ConnectError> {
+    pub(super) fn start_connect(&mut self, cx: &mut Cx<'_>) -> Option<ConnectError> {
         let (host, port) = match (cx.watch.and_then(MasterWatch::master), cx.master) {
             (Some(m), _) => m,
             (None, Some(m)) => m.clone(),
@@ -520,6 +587,7 @@ impl Client {
         }
     }
 
+    /// The link came up: counts the attempt (and the first connection's set-up time).
     fn connected(&mut self, cx: &mut Cx<'_>) {
         let at = Instant::now();
         cx.m.connect_attempt(true, at);
@@ -531,8 +599,6 @@ impl Client {
         let (host, port) = self.link.target();
         cx.m.set_server(Some(crate::config::load::listen_text(host, port).into()));
         self.backoff.succeeded();
-        self.state = State::Idle;
-        self.last_used = at;
         if let Some(w) = cx.watch {
             self.master_seen = w.generation();
         }
@@ -540,7 +606,11 @@ impl Client {
 
     /// A connection attempt failed.
     #[cold]
-    fn connect_failed(&mut self, cx: &mut Cx<'_>, e: ConnectError) -> Option<ConnectError> {
+    pub(super) fn connect_failed(
+        &mut self,
+        cx: &mut Cx<'_>,
+        e: ConnectError,
+    ) -> Option<ConnectError> {
         if !cx.running {
             return Some(e);
         }
@@ -574,325 +644,40 @@ impl Client {
 
     /// The connection is lost: it is closed and a reconnect scheduled.
     #[cold]
-    fn drop_connection(&mut self, cx: &mut Cx<'_>) {
+    pub(super) fn drop_connection(&mut self, cx: &mut Cx<'_>) {
         self.link.close(cx.registry);
         cx.m.connection_dropped(Instant::now());
         self.reconnect_later(cx);
     }
 
-    fn on_timer(&mut self, cx: &mut Cx<'_>, now: Instant) {
-        match self.state {
-            State::Backoff => {
-                self.start_connect(cx);
-            }
-            State::Waiting => {
-                self.state = State::Idle;
-                self.kick(cx, now);
-            }
-            _ => {}
-        }
-    }
-
-    fn on_event(&mut self, cx: &mut Cx<'_>) {
-        match self.state {
-            State::Connecting => {
-                match self
-                    .link
-                    .on_event(cx.registry, Token(self.slot), &cx.cfg.redis, &self.name)
-                {
-                    Progress::Pending => {}
-                    Progress::Up => {
-                        self.connected(cx);
-                        let now = Instant::now();
-                        self.kick(cx, now);
-                    }
-                    Progress::Failed(e) => {
-                        self.connect_failed(cx, e);
-                    }
-                }
-            }
-            State::InFlight | State::Probing => self.receive(cx),
-            _ => {}
-        }
-    }
-
-    /// Ready and idle: sends the next batch now, or waits for its slot.
+    /// Sentinel mode: whether the watcher saw the master move away from this connection's
+    /// server since it connected (one atomic load when it did not).
     #[inline]
-    fn kick(&mut self, cx: &mut Cx<'_>, now: Instant) {
-        if cx.stopping {
-            self.state = State::Stopped;
-            return;
+    pub(super) fn master_moved(&mut self, cx: &Cx<'_>) -> bool {
+        let Some(watch) = cx.watch else {
+            return false;
+        };
+        let generation = watch.generation();
+        if generation == self.master_seen {
+            return false;
         }
-        if *cx.budget == 0 {
-            return;
-        }
-        if let Some(watch) = cx.watch {
-            let generation = watch.generation();
-            if generation != self.master_seen {
-                self.master_seen = generation;
-                if watch.master().as_ref().map(|(h, p)| (h.as_str(), *p))
-                    != Some(self.link.target())
-                {
-                    tracing::info!(worker = self.index, "the master moved; reconnecting");
-                    self.drop_connection(cx);
-                    return;
-                }
-            }
-        }
-        if !self.planned {
-            self.intended = self.schedule.next_start();
-            self.planned = true;
-        }
-        if let Some(at) = self.intended
-            && at > now
-        {
-            self.state = State::Waiting;
-            self.set_timer(cx, at);
-            return;
-        }
-        self.send_batch(cx, now);
+        self.master_seen = generation;
+        watch.master().as_ref().map(|(h, p)| (h.as_str(), *p)) != Some(self.link.target())
     }
 }
 
-impl Client {
-    /// Encodes and writes a batch (or first a health-check PING if the connection sat idle
-    /// past `--health-check-interval`).
-    #[inline]
-    fn send_batch(&mut self, cx: &mut Cx<'_>, now: Instant) {
-        let Some(conn) = self.link.conn() else {
-            self.reconnect_later(cx);
-            return;
-        };
-        if cx
-            .cfg
-            .redis
-            .health_check_interval
-            .is_some_and(|every| now.saturating_duration_since(self.last_used) >= every)
-        {
-            cx.m.data().conn.health_checks += 1;
-            conn.request_buf()
-                .extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
-            self.sent_at = now;
-            self.last_used = now;
-            self.state = State::Probing;
-            if let Err(e) = conn.send() {
-                self.health_failed(cx, &e.to_string());
-            }
-            return;
-        }
-        *cx.budget = cx.budget.saturating_sub(1);
-        self.sent.clear();
-        let out = conn.request_buf();
-        for _ in 0..cx.batch_size {
-            self.workload
-                .encode_next(&mut self.rng, out, &mut self.sent);
-        }
-        let sent = Instant::now();
-        self.planned = false;
-        self.start = batch_started(cx.m, self.intended, sent, cx.batch_size);
-        self.sent_at = sent;
-        self.last_used = sent;
-        self.next = 0;
-        self.errors = 0;
-        self.demoted = false;
-        self.state = State::InFlight;
-        if let Err(e) = conn.send() {
-            self.fail_batch(cx, e.class());
-        }
-    }
-
-    /// Readiness while a batch or PING is in flight: writes what is left, reads replies.
-    #[inline]
-    fn receive(&mut self, cx: &mut Cx<'_>) {
-        let Some(conn) = self.link.conn() else {
-            return;
-        };
-        if conn.write_pending()
-            && let Err(e) = conn.send()
-        {
-            return self.lost(cx, e.class(), &e.to_string());
-        }
-        loop {
-            let fill = match conn.fill() {
-                Ok(f) => f,
-                Err(e) => return self.lost(cx, e.class(), &e.to_string()),
-            };
-            if self.state == State::Probing {
-                match conn.next_reply(false) {
-                    // Any reply, even an error, means the connection works.
-                    Ok(Some(_)) => {
-                        self.state = State::Idle;
-                        let now = Instant::now();
-                        return self.send_batch(cx, now);
-                    }
-                    Ok(None) if fill == Fill::More => continue,
-                    Ok(None) => return,
-                    Err(e) => return self.health_failed(cx, &e.to_string()),
-                }
-            }
-            while self.next < self.sent.len() {
-                let reply = match conn.next_reply(false) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => break,
-                    Err(e) => return self.lost(cx, e.class(), &e.to_string()),
-                };
-                let op = self.sent[self.next];
-                let received = conn.reply_received_at();
-                let payload = conn.payload(&reply);
-                let mut rec = Recorder {
-                    metrics: cx.m,
-                    latency_ns: received.saturating_duration_since(self.start).as_nanos() as u64,
-                    service_ns: received.saturating_duration_since(self.sent_at).as_nanos() as u64,
-                    failed: false,
-                    command: self.next,
-                };
-                self.workload.on_reply(op, &reply, payload, &mut rec);
-                if rec.failed {
-                    self.errors += 1;
-                    // Sentinel mode: a demoted master answers writes with -READONLY.
-                    self.demoted |= cx.watch.is_some() && payload.starts_with(b"READONLY");
-                }
-                self.next += 1;
-            }
-            if self.next == self.sent.len() {
-                let at = conn.reply_received_at();
-                return self.batch_done(cx, at);
-            }
-            if fill == Fill::Drained {
-                return;
-            }
-        }
-    }
-
-    /// Every reply of the batch is in.
-    #[inline]
-    fn batch_done(&mut self, cx: &mut Cx<'_>, at: Instant) {
-        *cx.batches += 1;
-        let n = self.sent.len();
-        if self.errors < n {
-            // Ends an outage episode if one is open; a single branch otherwise.
-            cx.m.command_succeeded(at);
-        }
-        if self.demoted {
-            tracing::warn!(
-                worker = self.index,
-                "the master was demoted (READONLY); asking the sentinels again"
-            );
-            self.state = State::Idle;
-            return self.drop_connection(cx);
-        }
-        self.state = State::Idle;
-        if self.errors >= n && n > 0 {
-            // A server that rejects everything is not hammered in a tight loop.
-            self.failed_in_a_row = self.failed_in_a_row.saturating_add(1);
-            let exp = self.failed_in_a_row.min(10);
-            let pause = (Duration::from_micros(100) * (1 << exp)).min(MAX_ERROR_BACKOFF);
-            self.state = State::Waiting;
-            return self.set_timer(cx, at + pause);
-        }
-        self.failed_in_a_row = 0;
-        self.kick(cx, at);
-    }
-
-    /// The connection failed with a batch in flight.
-    #[cold]
-    fn lost(&mut self, cx: &mut Cx<'_>, class: ErrorClass, why: &str) {
-        if self.state == State::Probing {
-            return self.health_failed(cx, why);
-        }
-        tracing::warn!(worker = self.index, error_type = %class, error = why, "connection lost; reconnecting");
-        self.fail_batch(cx, class);
-    }
-
-    /// Counts every command of the batch from the next unanswered one on as failed with
-    /// `class` (sent, reply never read) and drops the connection: it is out of step with the
-    /// server now.
-    #[cold]
-    fn fail_batch(&mut self, cx: &mut Cx<'_>, class: ErrorClass) {
-        let first = self.next.min(self.sent.len());
-        for &op in &self.sent[first..] {
-            cx.m.record_error(op, class);
-        }
-        if is_outage_class(class) {
-            cx.m.outage_failures(self.sent_at, (self.sent.len() - first) as u64);
-        }
-        self.workload.on_connection_lost(class, cx.m);
-        self.next = self.sent.len();
-        self.state = State::Idle;
-        self.drop_connection(cx);
-    }
-
-    /// The health-check PING found the connection dead: replace it before the batch, which
-    /// keeps its slot and goes out on the new connection.
-    #[cold]
-    fn health_failed(&mut self, cx: &mut Cx<'_>, why: &str) {
-        cx.m.data().conn.health_check_failures += 1;
-        tracing::info!(
-            worker = self.index,
-            error = why,
-            "an idle connection failed its health check; reconnecting"
-        );
-        self.state = State::Idle;
-        self.drop_connection(cx);
-    }
-
-    /// A reply or a connection attempt ran past its timeout.
-    #[cold]
-    fn timed_out(&mut self, cx: &mut Cx<'_>) {
-        match self.state {
-            State::Connecting => {
-                let e = self.link.time_out(cx.registry);
-                self.connect_failed(cx, e);
-            }
-            State::Probing => self.health_failed(cx, "no reply to PING in time"),
-            State::InFlight => {
-                tracing::warn!(worker = self.index, error_type = %ErrorClass::Timeout, "no reply in time; reconnecting");
-                self.fail_batch(cx, ErrorClass::Timeout);
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Makes worker `index`'s task and RNG: an [`Assigned`] request/reply worker for an I/O
-/// thread, or (second) the task of a worker that needs a thread of its own.
+/// Makes worker `index`'s task and RNG: an [`Assigned`] worker for an I/O thread, or (the
+/// error side) the task of a worker that needs a thread of its own.
 pub fn assign(
     cfg: &RunnerConfig,
     plan: &RunPlan,
     index: usize,
-) -> (Option<Assigned>, Option<(WorkerTask, WorkerRng)>) {
+) -> Result<Assigned, (WorkerTask, WorkerRng)> {
     let mut rng = WorkerRng::seed_from_u64(super::worker::worker_seed(cfg.test.seed, index));
-    match crate::workload::build(cfg, plan, index, &mut rng) {
-        WorkerTask::Requests(workload) if plan.cluster_watch.is_none() => (
-            Some(Assigned {
-                index,
-                workload,
-                rng,
-            }),
-            None,
-        ),
-        task => (None, Some((task, rng))),
-    }
-}
-
-/// Records a batch of `units` sent at `sent` (and, in open loop, how late that was against
-/// its `intended` start); returns the time its latencies run from.
-#[inline]
-pub(crate) fn batch_started(
-    metrics: &mut ShardWriter,
-    intended: Option<Instant>,
-    sent: Instant,
-    units: usize,
-) -> Instant {
-    let data = metrics.data();
-    data.units += units as u64;
-    let start = match intended {
-        Some(at) => {
-            data.record_lag(sent.saturating_duration_since(at).as_nanos() as u64);
-            at
-        }
-        None => sent,
+    let task = match crate::workload::build(cfg, plan, index, &mut rng) {
+        WorkerTask::Requests(w) if plan.cluster_watch.is_none() => Task::Requests(w),
+        WorkerTask::Subscriber(s) => Task::Subscriber(s),
+        task => return Err((task, rng)),
     };
-    metrics.batch_started(start);
-    start
+    Ok(Assigned { index, task, rng })
 }

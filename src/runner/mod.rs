@@ -6,6 +6,8 @@
 //! per command.
 
 pub mod io;
+mod listener;
+mod requests;
 pub mod schedule;
 pub mod worker;
 
@@ -491,9 +493,8 @@ impl Layout {
         let mut own = Vec::new();
         for index in 0..plan.workers {
             match io::assign(cfg, plan, index) {
-                (Some(a), _) => requests.push(a),
-                (None, Some((task, rng))) => own.push(Job::Own(index, task, rng)),
-                (None, None) => {}
+                Ok(a) => requests.push(a),
+                Err((task, rng)) => own.push(Job::Own(index, task, rng)),
             }
         }
         let io_threads = if requests.is_empty() {

@@ -1,20 +1,19 @@
-//! One worker thread's loop: encode a batch, send it with one write, time each reply.
+//! A worker on an OS thread of its own, for what the I/O threads do not drive yet: cluster
+//! workers (a blocking pipeline over one connection per node, `client::cluster`) and loops of
+//! a workload's own (stream processors).
 //!
-//! The same loop serves every mode: the [`Schedule`] says when a batch is due (closed or open
-//! loop) and the batch size says how many commands it holds (1 = no pipeline). Per command
-//! there is no allocation, lock, formatting or channel send.
+//! The [`Schedule`] says when a batch is due (closed or open loop) and the batch size says
+//! how many commands it holds (1 = no pipeline). Per command there is no allocation, lock,
+//! formatting or channel send.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_core::SeedableRng;
 
-use crate::client::backoff::Backoff;
+use crate::client::ConnectError;
 use crate::client::cluster::{ClusterPipeline, Event};
-use crate::client::sentinel::MasterWatch;
-use crate::client::{ConnectError, DataStream, RespConnection, connect_to};
 use crate::config::RunnerConfig;
-use crate::error::ErrorClass;
 use crate::metrics::outage::is_outage_class;
 use crate::metrics::{MetricsHub, OpId, ShardWriter};
 use crate::runner::schedule::Schedule;
@@ -28,11 +27,11 @@ const MAX_NAP: Duration = Duration::from_millis(10);
 /// Ceiling for the pause after a batch in which every command got an error reply.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-/// A worker: its connection, workload, RNG, schedule and metrics shard.
+/// A worker on a thread of its own: a cluster worker (its node connections, workload, RNG,
+/// schedule) or a loop of a workload's own (a stream processor), with its metrics shard.
 pub struct Worker {
     index: usize,
     cfg: Arc<RunnerConfig>,
-    conn: Option<RespConnection<DataStream>>,
     client_name: String,
     workload: Box<dyn Workload>,
     /// How many workers share `--target-ops-per-second`.
@@ -48,20 +47,8 @@ pub struct Worker {
     stop: Shutdown,
     deadline: Option<Instant>,
     failed_batches_in_a_row: u32,
-    /// Reconnect backoff (`--retry-backoff-base/-cap`, `--retry-attempts`).
-    backoff: Backoff,
-    /// Sentinel mode: a -READONLY reply sends the worker back to the sentinels.
-    sentinel: bool,
-    /// Sentinel mode: the run's master watcher and the generation this connection is for;
-    /// `None` in standalone mode.
-    master_watch: Option<(Arc<MasterWatch>, u64)>,
-    /// Cluster mode: the worker's node connections and slot map (then `conn` stays `None`).
+    /// Cluster mode: the worker's node connections and slot map.
     cluster: Option<ClusterPipeline>,
-    /// Sentinel mode: the master address this connection went to.
-    conn_target: Option<(String, u16)>,
-    /// `--health-check-interval`, and when the connection was last used.
-    health_check: Option<Duration>,
-    last_used: Instant,
 }
 
 /// The seed of worker `index`: reproducible from `--seed`, otherwise from the clock.
@@ -106,25 +93,21 @@ impl Worker {
     ) -> Result<Worker, ConnectError> {
         let client_name = format!("{}-w{}", cfg.redis.client_name, index);
         let init_start = Instant::now();
-        let mut cluster = None;
-        let mut conn_target = None;
-        let (workload, own, conn) = match task {
-            WorkerTask::Requests(w) => match &plan.cluster_watch {
-                Some(watch) => {
-                    let mut pipeline = ClusterPipeline::new(Arc::clone(watch), &cfg.redis, index);
-                    pipeline.connect_all(&cfg.redis, &client_name)?;
-                    cluster = Some(pipeline);
-                    (w, None, None)
-                }
-                None => {
-                    let (conn, target) = connect_noting_target(&cfg, &client_name)?;
-                    conn_target = target;
-                    (w, None, Some(conn))
-                }
-            },
-            WorkerTask::Own(mut own) => {
+        let (workload, own, cluster) = match (task, &plan.cluster_watch) {
+            (WorkerTask::Requests(w), Some(watch)) => {
+                let mut pipeline = ClusterPipeline::new(Arc::clone(watch), &cfg.redis, index);
+                pipeline.connect_all(&cfg.redis, &client_name)?;
+                (w, None, Some(pipeline))
+            }
+            (WorkerTask::Own(mut own), _) => {
                 own.connect(&cfg, &client_name)?;
                 (Box::new(NoRequests) as Box<dyn Workload>, Some(own), None)
+            }
+            // Standalone and Sentinel request workers and subscribers run on I/O threads.
+            (WorkerTask::Requests(_) | WorkerTask::Subscriber(_), _) => {
+                return Err(ConnectError::Io(std::io::Error::other(
+                    "this worker runs on an I/O thread (runner::io), not on a thread of its own",
+                )));
             }
         };
         let batch_size = cfg.workload.batch_size();
@@ -138,11 +121,13 @@ impl Worker {
         for _ in 0..opened {
             metrics.connect_attempt(true, connected);
         }
-        metrics.set_server(server_label(&cfg, conn_target.as_ref()));
+        if cluster.is_none() {
+            let label = crate::config::load::listen_text(&cfg.redis.host, cfg.redis.port);
+            metrics.set_server(Some(label.into()));
+        }
         metrics.client_initialized(init_start, connected);
         Ok(Worker {
             index,
-            conn,
             client_name,
             workload,
             paced_workers: plan.paced_workers,
@@ -155,16 +140,7 @@ impl Worker {
             stop,
             deadline: None,
             failed_batches_in_a_row: 0,
-            backoff: Backoff::new(cfg.redis.retry),
-            sentinel: cfg.redis.sentinel.is_some(),
-            master_watch: plan
-                .master_watch
-                .as_ref()
-                .map(|w| (Arc::clone(w), w.generation())),
             cluster,
-            conn_target,
-            health_check: cfg.redis.health_check_interval,
-            last_used: Instant::now(),
             cfg,
         })
     }
@@ -208,136 +184,11 @@ impl Worker {
         }
     }
 
-    /// One batch: wait for its slot, encode, send, read and time each reply. Returns false when
-    /// the worker should stop.
+    /// One cluster batch (see [`Self::run_cluster_batch`]). Returns false when the worker
+    /// should stop.
     #[inline]
     fn run_batch(&mut self) -> bool {
-        if self.cluster.is_some() {
-            return self.run_cluster_batch();
-        }
-        self.metrics.maybe_publish();
-        if self.stop.is_stopping() {
-            return false;
-        }
-        if let Some((watch, seen)) = &mut self.master_watch {
-            let generation = watch.generation();
-            if generation != *seen {
-                *seen = generation;
-                self.master_moved();
-            }
-        }
-        if self.conn.is_none() && !self.reconnect() {
-            return false;
-        }
-        let intended = self.schedule.next_start();
-        if let Some(at) = intended
-            && !self.nap_until(at)
-        {
-            return false;
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return true;
-        };
-        self.sent.clear();
-        let out = conn.request_buf();
-        for _ in 0..self.batch_size {
-            self.workload
-                .encode_next(&mut self.rng, out, &mut self.sent);
-        }
-        let mut sent = Instant::now();
-        if let Some(deadline) = self.deadline
-            && sent >= deadline
-        {
-            // Encoded but never sent: nothing to count.
-            conn.request_buf().clear();
-            return false;
-        }
-        if self
-            .health_check
-            .is_some_and(|every| sent.saturating_duration_since(self.last_used) >= every)
-        {
-            if !self.check_health() {
-                return false;
-            }
-            sent = Instant::now();
-        }
-        self.last_used = sent;
-        let Some(conn) = self.conn.as_mut() else {
-            return true;
-        };
-        let start = batch_started(&mut self.metrics, intended, sent, self.batch_size);
-        if let Err(e) = conn.flush() {
-            self.fail_batch_from(0, e.class(), sent);
-            return true;
-        }
-        let mut errors = 0;
-        let mut demoted = false;
-        for i in 0..self.sent.len() {
-            let op = self.sent[i];
-            match conn.read_reply() {
-                Ok(reply) => {
-                    let received = conn.reply_received_at();
-                    let mut rec = Recorder {
-                        metrics: &mut self.metrics,
-                        latency_ns: received.saturating_duration_since(start).as_nanos() as u64,
-                        service_ns: received.saturating_duration_since(sent).as_nanos() as u64,
-                        failed: false,
-                        command: i,
-                    };
-                    self.workload
-                        .on_reply(op, &reply, conn.payload(&reply), &mut rec);
-                    if rec.failed {
-                        errors += 1;
-                        // Sentinel mode: a demoted master answers writes with -READONLY.
-                        demoted |= self.sentinel && conn.payload(&reply).starts_with(b"READONLY");
-                    }
-                }
-                Err(e) => {
-                    self.fail_batch_from(i, e.class(), sent);
-                    return true;
-                }
-            }
-        }
-        if errors < self.sent.len() {
-            // Ends an outage episode if one is open; a single branch otherwise.
-            self.metrics.command_succeeded(conn.reply_received_at());
-        }
-        if demoted {
-            self.drop_demoted();
-            return true;
-        }
-        self.after_batch(errors == self.sent.len());
-        true
-    }
-
-    /// The connection sat idle longer than `--health-check-interval` (open loop at a low
-    /// rate, a long error pause): PING it before sending the encoded batch, and on failure
-    /// reconnect and move the batch to the new connection, so no command is lost to a
-    /// connection that died while idle. Returns false if the worker should stop.
-    #[cold]
-    fn check_health(&mut self) -> bool {
-        let Some(conn) = self.conn.as_mut() else {
-            return false;
-        };
-        self.metrics.data().conn.health_checks += 1;
-        let Err(e) = conn.ping() else {
-            return true;
-        };
-        let batch = std::mem::take(conn.request_buf());
-        self.metrics.data().conn.health_check_failures += 1;
-        self.conn = None;
-        self.metrics.connection_dropped(Instant::now());
-        tracing::info!(worker = self.index, error = %e, "an idle connection failed its health check; reconnecting");
-        if !self.reconnect() {
-            return false;
-        }
-        match self.conn.as_mut() {
-            Some(conn) => {
-                conn.request_buf().extend_from_slice(&batch);
-                true
-            }
-            None => false,
-        }
+        self.cluster.is_some() && self.run_cluster_batch()
     }
 
     /// Cluster mode: the batch's units go to the masters of their slots (a batch is split
@@ -384,7 +235,7 @@ impl Worker {
         if deadline.is_some_and(|d| sent >= d) {
             return false;
         }
-        let start = batch_started(metrics, intended, sent, *batch_size);
+        let start = super::requests::batch_started(metrics, intended, sent, *batch_size);
         let mut errors = 0;
         cluster.exchange(&cfg.redis, client_name, &mut |event| match event {
             Event::Reply {
@@ -447,55 +298,6 @@ impl Worker {
         true
     }
 
-    /// Sentinel mode: the run's watcher saw the sentinels name another master. Drops the
-    /// connection between batches (nothing in flight); the next batch reconnects there.
-    #[cold]
-    fn master_moved(&mut self) {
-        // A worker that reconnected on its own may already be on the new master.
-        if let (Some((watch, _)), Some(target)) = (&self.master_watch, &self.conn_target)
-            && watch.master().as_ref() == Some(target)
-        {
-            return;
-        }
-        if self.conn.take().is_some() {
-            self.metrics.connection_dropped(Instant::now());
-            tracing::info!(worker = self.index, "the master moved; reconnecting");
-        }
-    }
-
-    /// Sentinel mode: the server answered -READONLY, so it is a replica now. The commands are
-    /// already counted (cluster_error); drop the connection so the next batch asks the
-    /// sentinels for the current master.
-    #[cold]
-    fn drop_demoted(&mut self) {
-        if self.conn.take().is_some() {
-            self.metrics.connection_dropped(Instant::now());
-            tracing::warn!(
-                worker = self.index,
-                "the master was demoted (READONLY); asking the sentinels again"
-            );
-        }
-    }
-
-    /// Counts every command of the batch from `first` on as failed with `class` (sent, reply
-    /// never read) and drops the connection: it is out of step with the server now. `sent` is
-    /// when the batch was sent (the start of an outage episode, see `metrics::outage`).
-    #[cold]
-    fn fail_batch_from(&mut self, first: usize, class: ErrorClass, sent: Instant) {
-        for &op in &self.sent[first..] {
-            self.metrics.record_error(op, class);
-        }
-        if is_outage_class(class) {
-            self.metrics
-                .outage_failures(sent, (self.sent.len() - first) as u64);
-        }
-        self.workload.on_connection_lost(class, &mut self.metrics);
-        if self.conn.take().is_some() {
-            self.metrics.connection_dropped(Instant::now());
-            tracing::warn!(worker = self.index, error_type = %class, "connection lost; reconnecting");
-        }
-    }
-
     /// Pauses briefly after batches in which every command failed, so a server that rejects
     /// everything is not hammered in a tight loop.
     #[inline]
@@ -508,44 +310,6 @@ impl Worker {
         let exp = self.failed_batches_in_a_row.min(10);
         let pause = (Duration::from_micros(100) * (1 << exp)).min(MAX_ERROR_BACKOFF);
         self.nap_until(Instant::now() + pause);
-    }
-
-    /// Reconnects with jittered exponential backoff until it succeeds, the run stops, or
-    /// `--retry-attempts` failures in a row make the worker give up for the rest of the run.
-    #[cold]
-    fn reconnect(&mut self) -> bool {
-        loop {
-            let delay = self.backoff.next_delay(&mut self.rng);
-            if !self.nap_until(Instant::now() + delay) {
-                return false;
-            }
-            let result = connect_noting_target(&self.cfg, &self.client_name);
-            self.metrics.connect_attempt(result.is_ok(), Instant::now());
-            match result {
-                Ok((conn, target)) => {
-                    self.conn = Some(conn);
-                    self.metrics
-                        .set_server(server_label(&self.cfg, target.as_ref()));
-                    self.conn_target = target;
-                    self.backoff.succeeded();
-                    tracing::info!(worker = self.index, "reconnected");
-                    return true;
-                }
-                Err(e) => {
-                    tracing::debug!(worker = self.index, error = %e, "reconnect failed");
-                    if self.backoff.failed() {
-                        tracing::warn!(
-                            worker = self.index,
-                            attempts = self.backoff.failures(),
-                            error = %e,
-                            "giving up reconnecting (--retry-attempts); this worker sends nothing more"
-                        );
-                        self.metrics.gave_up();
-                        return false;
-                    }
-                }
-            }
-        }
     }
 
     /// Sleeps until `at`, in short naps that keep an eye on the stop flag, the deadline and the
@@ -563,54 +327,6 @@ impl Worker {
             self.metrics.maybe_publish();
         }
     }
-}
-
-/// Records a batch of `units` sent at `sent` (and, in open loop, how late that was against
-/// its `intended` start); returns the time its latencies run from.
-#[inline]
-fn batch_started(
-    metrics: &mut ShardWriter,
-    intended: Option<Instant>,
-    sent: Instant,
-    units: usize,
-) -> Instant {
-    let data = metrics.data();
-    data.units += units as u64;
-    let start = match intended {
-        Some(at) => {
-            data.record_lag(sent.saturating_duration_since(at).as_nanos() as u64);
-            at
-        }
-        None => sent,
-    };
-    metrics.batch_started(start);
-    start
-}
-
-/// The server a worker's commands go to, for spans: the master in Sentinel mode, the
-/// configured server otherwise; none in cluster mode, where the pipeline names each reply's
-/// node (`Event::Node`).
-fn server_label(cfg: &RunnerConfig, sentinel_master: Option<&(String, u16)>) -> Option<Arc<str>> {
-    if cfg.redis.cluster.is_some() {
-        return None;
-    }
-    let (host, port) = match sentinel_master {
-        Some((host, port)) => (host.as_str(), *port),
-        None => (cfg.redis.host.as_str(), cfg.redis.port),
-    };
-    Some(crate::config::load::listen_text(host, port).into())
-}
-
-/// A new connection and, in Sentinel mode, the master address it went to.
-type Noted = (RespConnection<DataStream>, Option<(String, u16)>);
-
-/// Connects where [`crate::client::target`] says; in Sentinel mode also returns that address
-/// (the master the connection is to).
-fn connect_noting_target(cfg: &RunnerConfig, client_name: &str) -> Result<Noted, ConnectError> {
-    let (host, port) = crate::client::target(&cfg.redis)?;
-    let conn = connect_to(&cfg.redis, &host, port, client_name)?;
-    let target = cfg.redis.sentinel.is_some().then_some((host, port));
-    Ok((conn, target))
 }
 
 /// The request workload of a worker that runs its own loop: never asked for anything.

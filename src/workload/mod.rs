@@ -125,6 +125,11 @@ pub trait Workload: Send {
     fn on_connection_lost(&mut self, class: ErrorClass, metrics: &mut ShardWriter) {
         let _ = (class, metrics);
     }
+
+    /// The worker sends nothing more and no reply is outstanding (the run stopped, or it gave
+    /// up reconnecting). Called once; the worker may live on a while (its thread drives
+    /// others).
+    fn stopped(&mut self) {}
 }
 
 /// What a worker's own loop gets from the runner.
@@ -159,8 +164,10 @@ pub trait OwnLoop: Send {
 pub enum WorkerTask {
     /// The standard loop: batches of units, replies read and timed in order.
     Requests(Box<dyn Workload>),
-    /// A loop of the workload's own.
+    /// A loop of the workload's own, on a thread of its own.
     Own(Box<dyn OwnLoop>),
+    /// A pub/sub subscriber, driven by an I/O thread.
+    Subscriber(Box<pubsub_subscriber::Subscriber>),
 }
 
 /// The shape of a run, made once per run by [`plan`]: its operation and counter tables, how

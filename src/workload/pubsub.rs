@@ -98,7 +98,7 @@ pub fn build(cfg: &RunnerConfig, plan: &RunPlan, index: usize, rng: &mut WorkerR
     if index < publishers {
         WorkerTask::Requests(Box::new(Publisher::new(cfg, index as u32, shared, rng)))
     } else {
-        WorkerTask::Own(Box::new(Subscriber::new(cfg, index - publishers, shared)))
+        WorkerTask::Subscriber(Box::new(Subscriber::new(cfg, index - publishers, shared)))
     }
 }
 
@@ -365,15 +365,28 @@ impl Workload for Publisher {
             _ => rec.standard(op, reply, payload),
         }
     }
+
+    /// The publisher sends nothing more and has every reply: subscribers (which may run on the
+    /// same I/O thread, still reading) learn its final count now.
+    fn stopped(&mut self) {
+        self.store_final();
+    }
 }
 
-impl Drop for Publisher {
-    /// The publisher's loop has ended (the worker is dropped right after it): tell the
-    /// subscribers how far it got, so they can count messages they never saw at the end.
-    fn drop(&mut self) {
+impl Publisher {
+    /// Tells the subscribers how far this publisher got, so they can count messages they
+    /// never saw at the end.
+    fn store_final(&self) {
         if let Some(slot) = self.shared.finals.get(self.id as usize) {
             slot.store(self.acked_end, Ordering::Release);
         }
+    }
+}
+
+impl Drop for Publisher {
+    /// A publisher dropped without being told it stopped (a panic) still reports.
+    fn drop(&mut self) {
+        self.store_final();
     }
 }
 

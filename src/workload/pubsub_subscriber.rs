@@ -30,27 +30,24 @@
 //!
 //! Per message: no allocation, lock or formatting; the payload is parsed in place.
 
-use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::client::backoff::{self, Backoff};
+use crate::client::encode;
 use crate::client::resp::{self, Reply, ReplyKind};
-use crate::client::{ConnError, ConnectError, DataStream, RespConnection, connect, encode};
-use crate::config::{RedisConfig, RunnerConfig};
+use crate::config::RunnerConfig;
 use crate::error::ErrorClass;
 use crate::metrics::ShardWriter;
+use crate::net::Conn;
+use crate::net::conn::Fill;
 use crate::workload::pubsub::{
     DUPLICATED, Header, LOST, OP_RECEIVE, OUT_OF_ORDER, RECEIVED, Shared,
 };
-use crate::workload::{LoopContext, OwnLoop};
 
 /// How far back (in sequence numbers per publisher) late arrivals are told from duplicates.
 pub const WINDOW: u64 = 1024;
 const WORDS: usize = (WINDOW / 64) as usize;
 
-/// Read timeout on the subscriber socket: how often an idle subscriber looks at the stop flag.
-const POLL: Duration = Duration::from_millis(50);
 /// After the stop, reading ends once no message came for this long...
 pub const QUIET: Duration = Duration::from_millis(300);
 /// ... and every publisher has reported its final sequence number, or this long has passed.
@@ -58,7 +55,6 @@ const FINALS_WAIT: Duration = Duration::from_secs(2);
 /// The end-of-run reading never takes longer than this (nor than the socket plus connect
 /// timeout, which bounds how long the runner waits for workers).
 pub const MAX_DRAIN: Duration = Duration::from_secs(3);
-const MAX_NAP: Duration = Duration::from_millis(10);
 
 /// Patterns for `--psubscribe`: each channel with its last byte replaced by `?` (the rest
 /// glob-escaped), duplicates removed. A pattern matches only names of its own length and
@@ -213,30 +209,31 @@ fn classify<'a>(frame: &Reply, payload: &'a [u8]) -> Frame<'a> {
     }
 }
 
-/// What one read brought.
-enum Step {
-    Message,
-    Other,
-    /// Nothing within [`POLL`].
-    Idle,
-    /// The connection failed or is gone.
-    Down,
+/// What reading a subscriber's connection came to.
+#[derive(Debug)]
+pub enum Heard {
+    /// Frames handled (or none); wait for more.
+    Fine,
+    /// The connection failed, or the server refused the subscription: drop it.
+    Lost(ErrorClass, String),
 }
 
-/// One subscriber worker.
+/// One subscriber worker: driven by an I/O thread, which owns its connection's lifecycle.
 pub struct Subscriber {
     index: usize,
     shared: Arc<Shared>,
-    client_name: String,
     /// `SUBSCRIBE <channels>` or `PSUBSCRIBE <patterns>`, encoded once.
     subscribe: Vec<u8>,
     command: &'static str,
-    /// Confirmations that mean every channel (pattern) is subscribed.
+    /// Confirmations that mean every channel (pattern) is subscribed, and how many came on
+    /// this connection.
     confirmations: usize,
-    conn: Option<RespConnection<DataStream>>,
+    confirmed: usize,
     /// Per publisher.
     tracks: Vec<Track>,
     warned_foreign: bool,
+    /// When the last message arrived (the end-of-run reading waits for a quiet spell).
+    last_message: Instant,
 }
 
 impl Subscriber {
@@ -259,160 +256,118 @@ impl Subscriber {
         encode::command_args(&mut subscribe, &args);
         Subscriber {
             index,
-            client_name: String::new(),
             subscribe,
             command,
             confirmations: names.len(),
-            conn: None,
+            confirmed: 0,
             tracks: vec![Track::new(); shared.publishers()],
             shared,
             warned_foreign: false,
+            last_message: Instant::now(),
         }
     }
 
-    /// Connects and sends the (P)SUBSCRIBE; the confirmations are read by the caller.
-    fn open(&self, redis: &RedisConfig) -> Result<RespConnection<DataStream>, ConnectError> {
-        let mut conn = connect(redis, &self.client_name)?;
-        conn.request_buf().extend_from_slice(&self.subscribe);
-        conn.flush()?;
-        Ok(conn)
+    /// The (P)SUBSCRIBE to send on every new connection (it also resets the count of
+    /// confirmations).
+    pub fn subscribe(&mut self, out: &mut Vec<u8>) {
+        self.confirmed = 0;
+        out.extend_from_slice(&self.subscribe);
     }
 
-    /// Reads one frame and records what it means.
+    /// Every channel (pattern) is confirmed on this connection.
+    pub fn subscribed(&self) -> bool {
+        self.confirmed >= self.confirmations
+    }
+
+    /// `SUBSCRIBE` or `PSUBSCRIBE`, for errors.
+    pub fn command(&self) -> &'static str {
+        self.command
+    }
+
+    /// When the last message of this run arrived.
+    pub fn last_message(&self) -> Instant {
+        self.last_message
+    }
+
+    /// Reads what the socket has and records every complete frame. Per message: no
+    /// allocation, lock or formatting.
     #[inline]
-    fn step(&mut self, metrics: &mut ShardWriter) -> Step {
-        let Some(conn) = self.conn.as_mut() else {
-            return Step::Down;
-        };
-        let frame = match conn.read_frame() {
-            Ok(frame) => frame,
-            Err(ConnError::Io(e))
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Step::Idle;
-            }
-            Err(e) => {
-                self.connection_lost(metrics, e.class(), &e.to_string());
-                return Step::Down;
-            }
-        };
-        let at = conn.reply_received_at();
-        match classify(&frame, conn.payload(&frame)) {
-            Frame::Message(data) => {
-                if record(&self.shared, &mut self.tracks, metrics, data, at) {
-                    return Step::Message;
+    pub fn read(&mut self, conn: &mut Conn, metrics: &mut ShardWriter) -> Heard {
+        loop {
+            let fill = match conn.fill() {
+                Ok(f) => f,
+                Err(e) => return Heard::Lost(e.class(), e.to_string()),
+            };
+            loop {
+                let frame = match conn.next_reply(true) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => return Heard::Lost(e.class(), e.to_string()),
+                };
+                let at = conn.reply_received_at();
+                match classify(&frame, conn.payload(&frame)) {
+                    Frame::Message(data) => {
+                        if record(&self.shared, &mut self.tracks, metrics, data, at) {
+                            self.last_message = at;
+                            continue;
+                        }
+                        metrics.record_error(OP_RECEIVE, ErrorClass::Unknown);
+                        if !self.warned_foreign {
+                            self.warned_foreign = true;
+                            tracing::warn!(
+                                subscriber = self.index,
+                                "a message that is not this run's arrived (another publisher on the \
+                                 channels?); counted as a RECEIVE error"
+                            );
+                        }
+                    }
+                    Frame::Error => {
+                        let message = String::from_utf8_lossy(conn.payload(&frame)).into_owned();
+                        let class = ErrorClass::from_error_reply(message.as_bytes());
+                        return Heard::Lost(class, message);
+                    }
+                    Frame::Confirmation => self.confirmed += 1,
+                    Frame::Other => {}
                 }
-                metrics.record_error(OP_RECEIVE, ErrorClass::Unknown);
-                if !self.warned_foreign {
-                    self.warned_foreign = true;
-                    tracing::warn!(
-                        subscriber = self.index,
-                        "a message that is not this run's arrived (another publisher on the \
-                         channels?); counted as a RECEIVE error"
-                    );
-                }
-                Step::Other
             }
-            Frame::Error => {
-                let message = String::from_utf8_lossy(conn.payload(&frame)).into_owned();
-                let class = ErrorClass::from_error_reply(message.as_bytes());
-                self.connection_lost(metrics, class, &message);
-                Step::Down
+            if fill == Fill::Drained {
+                return Heard::Fine;
             }
-            Frame::Confirmation | Frame::Other => Step::Other,
         }
     }
 
-    /// Counts a lost connection (or a rejected subscription) once and drops the connection.
+    /// Counts a lost connection (or a rejected subscription) once: a `RECEIVE` error of its
+    /// class, and an outage until it is subscribed again (a subscriber without its
+    /// connection misses messages). The caller drops the connection.
     #[cold]
-    fn connection_lost(&mut self, metrics: &mut ShardWriter, class: ErrorClass, why: &str) {
+    pub fn connection_lost(&mut self, metrics: &mut ShardWriter, class: ErrorClass, why: &str) {
         metrics.record_error(OP_RECEIVE, class);
-        let now = Instant::now();
-        if self.conn.take().is_some() {
-            metrics.connection_dropped(now);
-        }
-        // A subscriber without its connection misses messages: an outage until it is
-        // subscribed again.
         if crate::metrics::outage::is_outage_class(class) {
-            metrics.outage_failures(now, 1);
+            metrics.outage_failures(Instant::now(), 1);
         }
         tracing::warn!(subscriber = self.index, error_type = %class, error = why,
             "subscriber connection lost; reconnecting");
     }
 
-    /// Reconnects and resubscribes (not waiting for the confirmations: messages may arrive
-    /// between them and are read as usual).
-    #[cold]
-    fn reconnect(&mut self, ctx: &mut LoopContext<'_>) -> bool {
-        match self.open(&ctx.cfg.redis) {
-            Ok(conn) => {
-                if let Err(e) = conn.stream().set_read_timeout(Some(POLL)) {
-                    ctx.metrics.connect_attempt(false, Instant::now());
-                    tracing::debug!(subscriber = self.index, error = %e, "reconnect failed");
-                    return false;
-                }
-                self.conn = Some(conn);
-                let now = Instant::now();
-                ctx.metrics.connect_attempt(true, now);
-                ctx.metrics.command_succeeded(now);
-                tracing::info!(subscriber = self.index, "reconnected and resubscribed");
-                true
-            }
-            Err(e) => {
-                ctx.metrics.connect_attempt(false, Instant::now());
-                tracing::debug!(subscriber = self.index, error = %e, "reconnect failed");
-                false
-            }
+    /// After the stop, whether the end-of-run reading is over at `now` (see the module doc):
+    /// a quiet spell with every publisher's final number known (or [`FINALS_WAIT`] passed),
+    /// everything caught up, or `limit` since `started`.
+    pub fn drain_over(
+        &self,
+        started: Instant,
+        now: Instant,
+        limit: Duration,
+        connected: bool,
+    ) -> bool {
+        if now.saturating_duration_since(started) >= limit.min(MAX_DRAIN) {
+            return true;
         }
-    }
-
-    /// After the stop: reads what is still on its way, and waits (bounded) for every
-    /// publisher's final sequence number, also without a connection (see the module doc).
-    fn drain(&mut self, ctx: &mut LoopContext<'_>) {
-        let started = Instant::now();
-        let limit = MAX_DRAIN.min(ctx.cfg.redis.socket_timeout + ctx.cfg.redis.connect_timeout);
-        let mut last_message = started;
-        let mut finals_known = false;
-        let mut since_check = 0u32;
-        while !ctx.stop.is_aborted() {
-            let now = Instant::now();
-            if now - started >= limit {
-                break;
-            }
-            if !finals_known {
-                finals_known =
-                    (0..self.tracks.len()).all(|p| self.shared.published_by(p).is_some());
-            }
-            let quiet = self.conn.is_none() || now - last_message >= QUIET;
-            if quiet && (finals_known || now - started >= FINALS_WAIT) {
-                break;
-            }
-            if self.conn.is_none() {
-                // Nothing to read; only the publishers' final numbers to wait for.
-                std::thread::sleep(MAX_NAP);
-                ctx.metrics.maybe_publish();
-                continue;
-            }
-            match self.step(ctx.metrics) {
-                Step::Message => {
-                    last_message = Instant::now();
-                    since_check += 1;
-                    if since_check < 256 {
-                        continue;
-                    }
-                }
-                Step::Other => continue,
-                Step::Idle | Step::Down => {}
-            }
-            since_check = 0;
-            ctx.metrics.maybe_publish();
-            if finals_known && self.caught_up() {
-                break;
-            }
+        let finals_known = (0..self.tracks.len()).all(|p| self.shared.published_by(p).is_some());
+        if finals_known && self.caught_up() {
+            return true;
         }
+        let quiet = !connected || now.saturating_duration_since(self.last_message) >= QUIET;
+        quiet && (finals_known || now.saturating_duration_since(started) >= FINALS_WAIT)
     }
 
     /// Whether every publisher's last message has been seen.
@@ -425,7 +380,7 @@ impl Subscriber {
     }
 
     /// Final loss: what is still missing, and what came after the last message seen.
-    fn finish(&mut self, metrics: &mut ShardWriter) {
+    pub fn finish(&mut self, metrics: &mut ShardWriter) {
         let mut lost = 0;
         let mut unknown = 0;
         for (p, track) in self.tracks.iter_mut().enumerate() {
@@ -477,100 +432,6 @@ fn record(
         Arrival::Duplicate => data.count(DUPLICATED, 1),
     }
     true
-}
-
-impl OwnLoop for Subscriber {
-    /// Connects, subscribes and waits for every confirmation, so that the publishers (which
-    /// start only after every worker connected) never publish before this subscriber listens.
-    fn connect(&mut self, cfg: &RunnerConfig, client_name: &str) -> Result<(), ConnectError> {
-        self.client_name = client_name.to_string();
-        let mut conn = self.open(&cfg.redis)?;
-        let mut confirmed = 0;
-        while confirmed < self.confirmations {
-            // Bounded by the socket timeout set at connect.
-            let frame = conn.read_frame()?;
-            match classify(&frame, conn.payload(&frame)) {
-                Frame::Confirmation => confirmed += 1,
-                Frame::Error => {
-                    let message = String::from_utf8_lossy(conn.payload(&frame)).into_owned();
-                    let class = ErrorClass::from_error_reply(message.as_bytes());
-                    return Err(ConnectError::Rejected {
-                        command: self.command,
-                        message,
-                        class,
-                    });
-                }
-                // Before the load starts only other publishers' messages can come: ignored.
-                Frame::Message(_) | Frame::Other => {}
-            }
-        }
-        conn.stream().set_read_timeout(Some(POLL))?;
-        self.conn = Some(conn);
-        Ok(())
-    }
-
-    fn run(&mut self, ctx: &mut LoopContext<'_>) {
-        let mut backoff = Backoff::new(ctx.cfg.redis.retry);
-        let mut rng = backoff::jitter_rng(ctx.index);
-        loop {
-            ctx.metrics.maybe_publish();
-            if self.conn.is_none() {
-                if !nap(ctx, backoff.next_delay(&mut rng)) {
-                    break;
-                }
-                if self.reconnect(ctx) {
-                    backoff.succeeded();
-                } else if backoff.failed() {
-                    tracing::warn!(
-                        subscriber = self.index,
-                        attempts = backoff.failures(),
-                        "giving up reconnecting (--retry-attempts); this subscriber reads nothing more"
-                    );
-                    ctx.metrics.gave_up();
-                    break;
-                }
-                continue;
-            }
-            match self.step(ctx.metrics) {
-                Step::Message => {
-                    // No clock read per message: the read's own time tells the deadline.
-                    let at = self.conn.as_ref().map(|c| c.reply_received_at());
-                    if ctx.stop.is_stopping() || ctx.deadline.zip(at).is_some_and(|(d, at)| at >= d)
-                    {
-                        break;
-                    }
-                }
-                Step::Other => {
-                    if ctx.stop.is_stopping() {
-                        break;
-                    }
-                }
-                Step::Idle | Step::Down => {
-                    if ctx.should_stop() {
-                        break;
-                    }
-                }
-            }
-        }
-        self.drain(ctx);
-        self.finish(ctx.metrics);
-    }
-}
-
-/// Sleeps `pause` in short naps, handing in metrics; false if the run stops meanwhile.
-fn nap(ctx: &mut LoopContext<'_>, pause: Duration) -> bool {
-    let until = Instant::now() + pause;
-    loop {
-        if ctx.should_stop() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= until {
-            return true;
-        }
-        std::thread::sleep((until - now).min(MAX_NAP));
-        ctx.metrics.maybe_publish();
-    }
 }
 
 #[cfg(test)]
