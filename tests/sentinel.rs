@@ -461,3 +461,65 @@ fn sentinel_tls_and_user_name_need_their_companions() {
         }
     }
 }
+
+/// Pub/sub through a failover: subscribers and publishers alike follow the master the
+/// sentinels name (the subscribers are found subscribed on the new master), and what the
+/// subscribers missed is reported: per subscriber, received + lost = published.
+#[test]
+fn pubsub_workers_follow_a_failover_and_report_their_loss() {
+    let setup = SentinelSetup::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut child = loadgen(work.path())
+        .args(["--port", &free_port().to_string()])
+        .args(["--sentinel-nodes", &setup.nodes()])
+        .args(["--workload-profile", "pubsub_test"])
+        .args(["--publishers", "2", "--subscribers", "2"])
+        .args(["--target-ops-per-second", "2000"])
+        .args(["--duration", "5", "--metrics-interval", "0.5", "--quiet"])
+        .args(["--retry-backoff-cap", "0.25", "--output-file", "r.json"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let answer = setup.cli(0, &["SENTINEL", "FAILOVER", MASTER_NAME]);
+    assert!(answer.contains("OK"), "SENTINEL FAILOVER: {answer}");
+    let until = Instant::now() + Duration::from_secs(3);
+    while setup.master_port(0) != Some(setup.replica.port) {
+        assert!(Instant::now() < until, "no failover within 3 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Within a second of the promotion both subscribers listen on the new master.
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let subscribers = setup
+            .replica
+            .cli(&["CLIENT", "LIST", "TYPE", "pubsub"])
+            .lines()
+            .filter(|l| l.contains("name=redis-loadgen"))
+            .count();
+        if subscribers == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "{subscribers} subscribers on the new master"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status}");
+    let report = read_json(&work.path().join("r.json"));
+    assert_matches_schema(&report);
+    let counter = |name: &str| u64_at(&report["counters"], name);
+    let (published, received, lost) = (counter("published"), counter("received"), counter("lost"));
+    assert!(published > 2000, "{}", report["counters"]);
+    assert_eq!(
+        received + lost,
+        2 * published,
+        "every message each subscriber missed is counted lost: {}",
+        report["counters"]
+    );
+    assert_eq!(counter("duplicated"), 0, "{}", report["counters"]);
+    // Publishing went on after the failover.
+    let last = report["intervals"].as_array().unwrap().last().unwrap();
+    assert!(u64_at(last, "success") > 0, "load resumed: {last}");
+}

@@ -295,3 +295,58 @@ fn pubsub_needs_a_subscriber() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("subscribers"), "{stderr}");
 }
+
+/// A subscriber that hears nothing for `--health-check-interval` PINGs its connection (PING is
+/// allowed in subscribed mode). While the server is paused the PING goes unanswered past the
+/// socket timeout: the connection is counted as a failed health check, replaced, and the
+/// subscriber listens again on the new one.
+#[test]
+fn idle_subscribers_are_health_checked_and_replaced_when_unanswered() {
+    let server = RedisServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut child = pubsub_run(
+        &server,
+        work.path(),
+        "4",
+        &[
+            "--publishers",
+            "1",
+            "--subscribers",
+            "1",
+            "--target-ops-per-second",
+            "2",
+            "--health-check-interval",
+            "0.2",
+            "--socket-timeout",
+            "0.5",
+            "--retry-backoff-cap",
+            "0.1",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(server.cli(&["CLIENT", "PAUSE", "1200", "ALL"]).trim(), "OK");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let report = read_json(&work.path().join("r.json"));
+    let c = &report["connections"];
+    assert!(c["health_checks"].as_u64().unwrap() >= 3, "{c}");
+    assert!(c["health_check_failures"].as_u64().unwrap() >= 1, "{c}");
+    assert!(c["reconnection_count"].as_u64().unwrap() >= 1, "{c}");
+    // The subscriber's own check failed (the publisher's would not count as a RECEIVE error).
+    let receive = &report["operations"]["RECEIVE"];
+    assert!(
+        receive["errors_by_type"]["timeout"].as_u64().unwrap() >= 1,
+        "{receive}"
+    );
+    // Listening again after the pause: messages published in the last second arrived.
+    let received_late: u64 = report["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["elapsed_s"].as_f64().unwrap() > 3.0)
+        .map(|i| i["operations"]["RECEIVE"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(received_late > 0, "{}", report["intervals"]);
+}
