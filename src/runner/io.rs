@@ -5,12 +5,12 @@
 //! connect and on every reconnect (backoff with jitter from the worker's RNG, give up after
 //! `--retry-attempts`, the address re-resolved from the Sentinel master watch, which also
 //! makes workers on a moved master reconnect). What a worker does with a ready connection is
-//! its role: request/reply batches ([`super::requests`]) or a pub/sub subscription
-//! ([`super::listener`]). Timers (open-loop sends, backoff, pauses) wake the loop through
+//! its role: request/reply batches ([`super::requests`]), a pub/sub subscription
+//! ([`super::listener`]) or a stream consumer ([`super::consumer`]). Timers (open-loop sends, backoff, pauses) wake the loop through
 //! [`crate::net::Timers`]; deadlines (reply, connect and health-check timeouts) and the
 //! end-of-run reading are checked by a sweep every few milliseconds. Per command: no
-//! allocation, no lock, no formatting, no channel send. Not here: cluster routing and stream
-//! processors, which still run one per OS thread ([`super::worker`]).
+//! allocation, no lock, no formatting, no channel send. Not here: cluster routing, which still
+//! runs one worker per OS thread ([`super::worker`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,10 +26,12 @@ use crate::config::RunnerConfig;
 use crate::metrics::hub::WorkerMeter;
 use crate::metrics::{MetricsHub, ShardWriter};
 use crate::net::{Link, Progress, Timers};
+use crate::runner::consumer::Consumer;
 use crate::runner::listener::Listener;
 use crate::runner::requests::Requests;
 use crate::shutdown::Shutdown;
 use crate::workload::pubsub_subscriber::Subscriber;
+use crate::workload::stream_request_reply::processor::Processor;
 use crate::workload::{RunPlan, WorkerRng, WorkerTask, Workload};
 
 /// The timerfd's token; workers' tokens are their slots.
@@ -63,7 +65,10 @@ pub(super) enum State {
     InFlight,
     /// Subscriber: (P)SUBSCRIBE sent, reading.
     Listening,
-    /// Subscriber: the run stopped; reading what is still on its way.
+    /// Processor: connected, reading and answering requests.
+    Processing,
+    /// Subscriber or processor: the run stopped; reading (answering) what is still on its
+    /// way.
     Draining,
 }
 
@@ -109,6 +114,7 @@ pub(super) struct Cx<'a> {
 enum Role {
     Requests(Box<Requests>),
     Listen(Box<Listener>),
+    Process(Box<Consumer>),
 }
 
 struct Client {
@@ -145,6 +151,7 @@ pub struct Assigned {
 pub enum Task {
     Requests(Box<dyn Workload>),
     Subscriber(Box<Subscriber>),
+    Processor(Box<Processor>),
 }
 
 /// A worker's context from the thread's fields (a macro: the borrows must stay field by field).
@@ -201,6 +208,7 @@ impl IoThread {
                 role: match a.task {
                     Task::Requests(w) => Role::Requests(Box::new(Requests::new(w, batch))),
                     Task::Subscriber(s) => Role::Listen(Box::new(Listener::new(s))),
+                    Task::Processor(p) => Role::Process(Box::new(Consumer::new(p))),
                 },
             })
             .collect();
@@ -208,6 +216,12 @@ impl IoThread {
             Some(_) => Some(crate::client::target(&cfg.redis)?),
             None => None,
         };
+        let mut clients = clients;
+        for c in clients.iter_mut() {
+            if let Role::Process(p) = &mut c.role {
+                p.prepare(&c.life)?;
+            }
+        }
         let metrics = hub.thread_writer(shard, clients.len());
         let mut io = IoThread {
             events: Events::with_capacity(clients.len().clamp(64, 1024)),
@@ -459,6 +473,7 @@ impl Client {
         match &self.role {
             Role::Requests(_) => self.life.state == State::Idle,
             Role::Listen(l) => self.life.state == State::Listening && l.subscribed(),
+            Role::Process(_) => self.life.state == State::Processing,
         }
     }
 
@@ -483,6 +498,7 @@ impl Client {
                 ) {
                     Progress::Pending => None,
                     Progress::Up => {
+                        let reconnected = life.init_start.is_none();
                         life.connected(cx);
                         match role {
                             Role::Requests(r) => {
@@ -494,6 +510,10 @@ impl Client {
                                 None
                             }
                             Role::Listen(l) => l.up(life, cx),
+                            Role::Process(p) => {
+                                p.up(life, cx, reconnected);
+                                None
+                            }
                         }
                     }
                     Progress::Failed(e) => life.connect_failed(cx, e),
@@ -505,6 +525,10 @@ impl Client {
                     None
                 }
                 Role::Listen(l) => l.receive(life, cx),
+                Role::Process(p) => {
+                    p.receive(life, cx);
+                    None
+                }
             }
         })
     }
@@ -518,6 +542,7 @@ impl Client {
                 life.state = State::Idle;
                 r.kick(life, cx, now);
             }
+            (_, Role::Process(p)) => p.proceed(life, cx, now),
             _ => {}
         });
     }
@@ -540,6 +565,8 @@ impl Client {
             match role {
                 Role::Requests(r) if life.state == State::Idle => r.kick(life, cx, now),
                 Role::Listen(l) if cx.stopping => l.stop(life, cx, now),
+                Role::Process(p) if cx.stopping => p.stop(life, cx, now),
+                Role::Process(p) => p.proceed(life, cx, now),
                 _ => {}
             }
         });
@@ -557,6 +584,7 @@ impl Client {
             match role {
                 Role::Requests(r) => r.sweep(life, cx, now),
                 Role::Listen(l) => l.sweep(life, cx, now),
+                Role::Process(p) => p.sweep(life, cx, now),
             }
             None
         })
@@ -677,6 +705,7 @@ pub fn assign(
     let task = match crate::workload::build(cfg, plan, index, &mut rng) {
         WorkerTask::Requests(w) if plan.cluster_watch.is_none() => Task::Requests(w),
         WorkerTask::Subscriber(s) => Task::Subscriber(s),
+        WorkerTask::Processor(p) => Task::Processor(p),
         task => return Err((task, rng)),
     };
     Ok(Assigned { index, task, rng })

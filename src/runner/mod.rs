@@ -5,6 +5,7 @@
 //! it and keeps the run's totals. Workers are plain OS threads that own everything they touch
 //! per command.
 
+mod consumer;
 pub mod io;
 mod listener;
 mod requests;

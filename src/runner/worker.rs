@@ -1,6 +1,5 @@
-//! A worker on an OS thread of its own, for what the I/O threads do not drive yet: cluster
-//! workers (a blocking pipeline over one connection per node, `client::cluster`) and loops of
-//! a workload's own (stream processors).
+//! A cluster worker on an OS thread of its own, what the I/O threads do not drive yet: a
+//! blocking pipeline over one connection per node (`client::cluster`).
 //!
 //! The [`Schedule`] says when a batch is due (closed or open loop) and the batch size says
 //! how many commands it holds (1 = no pipeline). Per command there is no allocation, lock,
@@ -18,17 +17,15 @@ use crate::metrics::outage::is_outage_class;
 use crate::metrics::{MetricsHub, OpId, ShardWriter};
 use crate::runner::schedule::Schedule;
 use crate::shutdown::Shutdown;
-use crate::workload::{
-    self, LoopContext, OwnLoop, Recorder, RunPlan, WorkerRng, WorkerTask, Workload,
-};
+use crate::workload::{self, Recorder, RunPlan, WorkerRng, WorkerTask, Workload};
 
 /// Longest sleep between looks at the stop flag and the metrics epoch.
 const MAX_NAP: Duration = Duration::from_millis(10);
 /// Ceiling for the pause after a batch in which every command got an error reply.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-/// A worker on a thread of its own: a cluster worker (its node connections, workload, RNG,
-/// schedule) or a loop of a workload's own (a stream processor), with its metrics shard.
+/// A cluster worker on a thread of its own: its node connections, workload, RNG, schedule
+/// and metrics shard.
 pub struct Worker {
     index: usize,
     cfg: Arc<RunnerConfig>,
@@ -36,8 +33,6 @@ pub struct Worker {
     workload: Box<dyn Workload>,
     /// How many workers share `--target-ops-per-second`.
     paced_workers: usize,
-    /// Set for workers that run a loop of the workload's own instead of request/reply.
-    own: Option<Box<dyn OwnLoop>>,
     rng: WorkerRng,
     metrics: ShardWriter,
     schedule: Schedule,
@@ -47,8 +42,8 @@ pub struct Worker {
     stop: Shutdown,
     deadline: Option<Instant>,
     failed_batches_in_a_row: u32,
-    /// Cluster mode: the worker's node connections and slot map.
-    cluster: Option<ClusterPipeline>,
+    /// The worker's node connections and slot map.
+    cluster: ClusterPipeline,
 }
 
 /// The seed of worker `index`: reproducible from `--seed`, otherwise from the clock.
@@ -93,18 +88,14 @@ impl Worker {
     ) -> Result<Worker, ConnectError> {
         let client_name = format!("{}-w{}", cfg.redis.client_name, index);
         let init_start = Instant::now();
-        let (workload, own, cluster) = match (task, &plan.cluster_watch) {
+        let (workload, cluster) = match (task, &plan.cluster_watch) {
             (WorkerTask::Requests(w), Some(watch)) => {
                 let mut pipeline = ClusterPipeline::new(Arc::clone(watch), &cfg.redis, index);
                 pipeline.connect_all(&cfg.redis, &client_name)?;
-                (w, None, Some(pipeline))
+                (w, pipeline)
             }
-            (WorkerTask::Own(mut own), _) => {
-                own.connect(&cfg, &client_name)?;
-                (Box::new(NoRequests) as Box<dyn Workload>, Some(own), None)
-            }
-            // Standalone and Sentinel request workers and subscribers run on I/O threads.
-            (WorkerTask::Requests(_) | WorkerTask::Subscriber(_), _) => {
+            // Standalone and Sentinel workers of every kind run on I/O threads.
+            _ => {
                 return Err(ConnectError::Io(std::io::Error::other(
                     "this worker runs on an I/O thread (runner::io), not on a thread of its own",
                 )));
@@ -113,17 +104,10 @@ impl Worker {
         let batch_size = cfg.workload.batch_size();
         let mut metrics = hub.writer(shard);
         metrics.set_worker(index);
-        // One connection, or in cluster mode one per master.
-        let opened = cluster
-            .as_ref()
-            .map_or(1, ClusterPipeline::open_connections);
+        // One connection per master (and replica, for replica reads).
         let connected = Instant::now();
-        for _ in 0..opened {
+        for _ in 0..cluster.open_connections() {
             metrics.connect_attempt(true, connected);
-        }
-        if cluster.is_none() {
-            let label = crate::config::load::listen_text(&cfg.redis.host, cfg.redis.port);
-            metrics.set_server(Some(label.into()));
         }
         metrics.client_initialized(init_start, connected);
         Ok(Worker {
@@ -131,7 +115,6 @@ impl Worker {
             client_name,
             workload,
             paced_workers: plan.paced_workers,
-            own,
             rng,
             metrics,
             schedule: Schedule::ClosedLoop,
@@ -158,19 +141,7 @@ impl Worker {
         );
         let warmup = self.cfg.workload.warmup.unwrap_or(Duration::ZERO);
         self.deadline = self.cfg.test.duration.map(|d| start + warmup + d);
-        if let Some(own) = self.own.as_mut() {
-            let mut ctx = LoopContext {
-                cfg: &self.cfg,
-                index: self.index,
-                metrics: &mut self.metrics,
-                stop: &self.stop,
-                start,
-                deadline: self.deadline,
-            };
-            own.run(&mut ctx);
-        } else {
-            while self.run_batch() {}
-        }
+        while self.run_batch() {}
         self.metrics.finish();
     }
 
@@ -184,20 +155,13 @@ impl Worker {
         }
     }
 
-    /// One cluster batch (see [`Self::run_cluster_batch`]). Returns false when the worker
-    /// should stop.
-    #[inline]
-    fn run_batch(&mut self) -> bool {
-        self.cluster.is_some() && self.run_cluster_batch()
-    }
-
-    /// Cluster mode: the batch's units go to the masters of their slots (a batch is split
+    /// One batch: the batch's units go to the masters of their slots (a batch is split
     /// per node, one write each) and replies are recorded in the order the units were
     /// encoded. MOVED/ASK replies are recorded as what the server answered (cluster_error)
     /// and the unit is sent again where the redirect points. A node that cannot be reached
     /// fails its units at once (not sent) while the other nodes' units go on.
     #[inline]
-    fn run_cluster_batch(&mut self) -> bool {
+    fn run_batch(&mut self) -> bool {
         self.metrics.maybe_publish();
         if self.stop.is_stopping() {
             return false;
@@ -220,9 +184,6 @@ impl Worker {
             deadline,
             ..
         } = self;
-        let Some(cluster) = cluster.as_mut() else {
-            return false;
-        };
         cluster.follow_topology();
         ops.clear();
         cluster.begin();
@@ -327,13 +288,6 @@ impl Worker {
             self.metrics.maybe_publish();
         }
     }
-}
-
-/// The request workload of a worker that runs its own loop: never asked for anything.
-struct NoRequests;
-
-impl Workload for NoRequests {
-    fn encode_next(&mut self, _: &mut WorkerRng, _: &mut Vec<u8>, _: &mut Vec<OpId>) {}
 }
 
 /// Makes the kernel wake sleeping threads within about a microsecond of the requested time

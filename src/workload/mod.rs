@@ -5,8 +5,8 @@
 //! (one command, or several such as MULTI..EXEC) straight into the connection's request buffer
 //! and, per reply, tells a [`Recorder`] what happened: no allocation, no formatting per
 //! command. Workers whose job is not request/reply (a pub/sub subscriber, a stream processor)
-//! run an [`OwnLoop`] instead. Not here: sending, timing and the metrics plumbing (the runner
-//! does that, the same way for every workload).
+//! are types of their own that an I/O thread drives ([`WorkerTask`]). Not here: sending,
+//! timing and the metrics plumbing (the runner does that, the same way for every workload).
 
 pub mod cluster_io;
 pub mod increment_check;
@@ -22,18 +22,16 @@ pub mod verify_writes;
 
 use std::any::Any;
 use std::sync::Arc;
-use std::time::Instant;
 
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::client::cluster::ClusterWatch;
 use crate::client::sentinel::MasterWatch;
-use crate::client::{ConnectError, Reply, ReplyKind};
+use crate::client::{Reply, ReplyKind};
 use crate::config::{RunnerConfig, WorkloadKind};
 use crate::error::ErrorClass;
 use crate::metrics::{OpId, OpTable, ShardWriter};
 use crate::output::report::RunReport;
-use crate::shutdown::Shutdown;
 
 /// Each worker's own random source (seeded per worker for reproducible runs).
 pub type WorkerRng = Xoshiro256PlusPlus;
@@ -132,42 +130,14 @@ pub trait Workload: Send {
     fn stopped(&mut self) {}
 }
 
-/// What a worker's own loop gets from the runner.
-pub struct LoopContext<'a> {
-    pub cfg: &'a RunnerConfig,
-    pub index: usize,
-    pub metrics: &'a mut ShardWriter,
-    pub stop: &'a Shutdown,
-    /// The load's start and, with a duration, its end.
-    pub start: Instant,
-    pub deadline: Option<Instant>,
-}
-
-impl LoopContext<'_> {
-    /// Whether the loop should wind down (stop requested or duration over).
-    pub fn should_stop(&self) -> bool {
-        self.stop.is_stopping() || self.deadline.is_some_and(|d| Instant::now() >= d)
-    }
-}
-
-/// A worker that is not a request/reply loop: it owns its connection(s) and its loop.
-pub trait OwnLoop: Send {
-    /// Opens the connection(s) before the load starts; an error fails the run at start.
-    fn connect(&mut self, cfg: &RunnerConfig, client_name: &str) -> Result<(), ConnectError>;
-
-    /// Runs until `ctx.should_stop()`, recording into `ctx.metrics`; must not return early on
-    /// faults (count them and carry on).
-    fn run(&mut self, ctx: &mut LoopContext<'_>);
-}
-
-/// What one worker thread does.
+/// What one worker does.
 pub enum WorkerTask {
     /// The standard loop: batches of units, replies read and timed in order.
     Requests(Box<dyn Workload>),
-    /// A loop of the workload's own, on a thread of its own.
-    Own(Box<dyn OwnLoop>),
     /// A pub/sub subscriber, driven by an I/O thread.
     Subscriber(Box<pubsub_subscriber::Subscriber>),
+    /// A stream processor, driven by an I/O thread.
+    Processor(Box<stream_request_reply::processor::Processor>),
 }
 
 /// The shape of a run, made once per run by [`plan`]: its operation and counter tables, how

@@ -139,7 +139,7 @@ pub fn build(cfg: &RunnerConfig, index: usize, rng: &mut WorkerRng) -> WorkerTas
     if index < ingress {
         WorkerTask::Requests(Box::new(Ingress::new(cfg, index, rng)))
     } else {
-        WorkerTask::Own(Box::new(processor::Processor::new(cfg, index - ingress)))
+        WorkerTask::Processor(Box::new(processor::Processor::new(cfg, index - ingress)))
     }
 }
 

@@ -23,21 +23,22 @@
 //! (see the parent module).
 
 use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::client::backoff::{self, Backoff};
+use crate::client::ConnectError;
 use crate::client::encode;
 use crate::client::resp::ReplyKind;
-use crate::client::{ConnectError, DataStream, RespConnection, connect};
 use crate::config::{RedisConfig, RunnerConfig};
 use crate::error::ErrorClass;
 use crate::metrics::{OpId, ShardWriter};
-use crate::shutdown::Shutdown;
+use crate::net::Conn;
+use crate::net::conn::Fill;
 use crate::workload::stream_request_reply::{
     GAUGE_LAG, GAUGE_PENDING, GROUP, MALFORMED, OP_LPUSH, OP_XACK, OP_XAUTOCLAIM, OP_XREADGROUP,
     PROCESSED, RECLAIMED, backlog, blpop_timeout, create_group, request_stream, take,
 };
-use crate::workload::{LoopContext, OwnLoop};
 
 /// Entries per XREADGROUP, and how long it blocks when there are none.
 const READ_COUNT: usize = 10;
@@ -47,8 +48,6 @@ const CLAIM_EVERY: Duration = Duration::from_secs(1);
 const CLAIM_COUNT: usize = 100;
 /// Pause after a read that failed, so a server refusing everything is not spun on.
 const ERROR_PAUSE: Duration = Duration::from_millis(100);
-/// Longest sleep between looks at the metrics epoch.
-const MAX_NAP: Duration = Duration::from_millis(10);
 
 /// Where a processor takes its next entries from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,12 +59,6 @@ enum Fetch {
     OwnPending,
     /// Entries idle in other consumers' pending lists: XAUTOCLAIM.
     Claim,
-}
-
-/// What a fetch brought.
-enum Fetched {
-    Entries(usize),
-    Failed,
 }
 
 /// The replies of the entries in hand, encoded back to back.
@@ -199,72 +192,104 @@ fn claimed_entries(
     for_each_entry(kind, entries, f)
 }
 
-/// When a processor stops: after the run ends it keeps answering for at most `limit` (one
-/// BLPOP timeout) from the end, since no ingress worker waits longer than that for a reply to
-/// a request sent before the end.
-struct Ending<'a> {
-    stop: &'a Shutdown,
-    deadline: Option<Instant>,
-    limit: Duration,
-    /// Set once the run has ended: the drain's end.
-    drain_until: Option<Instant>,
+/// Processor 0's backlog probe: a thread of its own that asks through the control plane
+/// (XPENDING count, XINFO GROUPS lag) about once a second and leaves the latest answer here,
+/// so that no I/O thread ever waits on the redis crate. The processor copies it into the
+/// run's gauges as it goes.
+struct Probe {
+    pending: AtomicU64,
+    lag: AtomicU64,
+    stop: AtomicBool,
 }
 
-impl Ending<'_> {
-    /// Whether the drain is over (noting the run's end when it first sees it).
-    fn drain_over(&mut self, now: Instant) -> bool {
-        if self.drain_until.is_none() {
-            // The duration's end is known exactly; a stop request counts from when it is seen.
-            if let Some(d) = self.deadline.filter(|d| now >= *d) {
-                self.drain_until = Some(d + self.limit);
-            } else if self.stop.is_stopping() {
-                self.drain_until = Some(now + self.limit);
-            }
-        }
-        self.drain_until.is_some_and(|u| now >= u)
-    }
-}
+/// A gauge the probe has no value for yet.
+const NO_SAMPLE: u64 = u64::MAX;
 
-/// Processor 0's backlog probe on its own control-plane connection.
-struct Sampler {
-    redis: RedisConfig,
-    stream: String,
-    conn: Option<redis::Connection>,
-    every: Duration,
-    next: Instant,
-}
-
-impl Sampler {
-    /// Samples when due (allocates in the redis crate: once per sample, not per entry).
-    fn sample_if_due(&mut self, metrics: &mut ShardWriter) {
-        let now = Instant::now();
-        if now < self.next {
-            return;
-        }
-        self.next = now + self.every;
-        if self.conn.is_none() {
-            self.conn = crate::control::connection(&self.redis).ok();
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        match backlog(conn, &self.stream) {
-            Ok((pending, lag)) => {
-                let data = metrics.data();
-                data.set_gauge(GAUGE_PENDING, pending);
-                if let Some(lag) = lag {
-                    data.set_gauge(GAUGE_LAG, lag);
+impl Probe {
+    fn start(redis: RedisConfig, stream: String, every: Duration) -> Arc<Probe> {
+        let probe = Arc::new(Probe {
+            pending: AtomicU64::new(NO_SAMPLE),
+            lag: AtomicU64::new(NO_SAMPLE),
+            stop: AtomicBool::new(false),
+        });
+        let p = Arc::clone(&probe);
+        let spawned = std::thread::Builder::new()
+            .name("stream-probe".into())
+            .spawn(move || {
+                let mut conn: Option<redis::Connection> = None;
+                while !p.stop.load(Ordering::Relaxed) {
+                    if conn.is_none() {
+                        conn = crate::control::connection(&redis).ok();
+                    }
+                    if let Some(c) = conn.as_mut() {
+                        match backlog(c, &stream) {
+                            Ok((pending, lag)) => {
+                                p.pending.store(pending, Ordering::Relaxed);
+                                if let Some(lag) = lag {
+                                    p.lag.store(lag, Ordering::Relaxed);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "backlog sample failed");
+                                conn = None;
+                            }
+                        }
+                    }
+                    let until = Instant::now() + every;
+                    while Instant::now() < until && !p.stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
                 }
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "backlog sample failed");
-                self.conn = None;
-            }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the stream backlog probe; no backlog gauges");
+        }
+        probe
+    }
+
+    /// Copies the latest sample into the gauges.
+    #[inline]
+    fn report(&self, metrics: &mut ShardWriter) {
+        let (pending, lag) = (
+            self.pending.load(Ordering::Relaxed),
+            self.lag.load(Ordering::Relaxed),
+        );
+        let data = metrics.data();
+        if pending != NO_SAMPLE {
+            data.set_gauge(GAUGE_PENDING, pending);
+        }
+        if lag != NO_SAMPLE {
+            data.set_gauge(GAUGE_LAG, lag);
         }
     }
 }
 
-/// One consumer of the group.
+/// What a processor's connection carries now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Nothing in flight.
+    Ready,
+    /// An XREADGROUP or XAUTOCLAIM.
+    Fetching(Fetch),
+    /// The answers (LPUSH + XACK) of entries in hand.
+    Acking,
+}
+
+/// What the processor wants from its I/O thread next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Readiness of its socket.
+    Wait,
+    /// A timer: the simulated work of an entry, or a pause after a failed read.
+    At(Instant),
+    /// Its connection failed (the commands in flight are counted): replace it.
+    Lost,
+    /// The end-of-run answering is over.
+    Done,
+}
+
+/// One consumer of the group, driven by an I/O thread, which owns its connection's
+/// lifecycle.
 pub struct Processor {
     /// 0..stream_consumers; 0 creates the group and samples the backlog.
     number: usize,
@@ -275,15 +300,25 @@ pub struct Processor {
     drain_limit: Duration,
     min_idle_ms: u64,
     sample_every: Duration,
-    client_name: String,
-    conn: Option<RespConnection<DataStream>>,
     read_cmd: Vec<u8>,
     own_pending_cmd: Vec<u8>,
     claim_cmd: Vec<u8>,
     batch: Batch,
-    /// The operations of the commands written and not yet answered, in order.
+    /// The operations of the commands written and not yet answered, in order, and how many
+    /// of their replies have come.
     sent: Vec<OpId>,
-    sampler: Option<Sampler>,
+    replied: usize,
+    sent_at: Instant,
+    step: Step,
+    /// The next entry of the batch to answer, and when its simulated work is done.
+    answer_next: usize,
+    work_done_at: Option<Instant>,
+    /// After a reconnect: re-read its own pending entries first.
+    recover: bool,
+    next_claim: Instant,
+    /// Set once the run has stopped: the end of the answering after it.
+    drain_until: Option<Instant>,
+    probe: Option<Arc<Probe>>,
 }
 
 impl Processor {
@@ -294,6 +329,7 @@ impl Processor {
         encode::bulk(&mut xack_head, stream.as_bytes());
         encode::bulk(&mut xack_head, GROUP.as_bytes());
         let processing = cfg.workload.processing_time;
+        let now = Instant::now();
         Processor {
             number,
             redis: cfg.redis.clone(),
@@ -303,8 +339,6 @@ impl Processor {
             // At least one sample per metrics interval, at most about one a second.
             sample_every: (cfg.output.metrics_interval / 2)
                 .clamp(Duration::from_millis(100), Duration::from_secs(1)),
-            client_name: String::new(),
-            conn: None,
             read_cmd: Vec::new(),
             own_pending_cmd: Vec::new(),
             claim_cmd: Vec::new(),
@@ -316,195 +350,23 @@ impl Processor {
                 malformed: 0,
             },
             sent: Vec::with_capacity(2 * CLAIM_COUNT),
-            sampler: None,
+            replied: 0,
+            sent_at: now,
+            step: Step::Ready,
+            answer_next: 0,
+            work_done_at: None,
+            recover: false,
+            next_claim: now + CLAIM_EVERY,
+            drain_until: None,
+            probe: None,
             stream,
         }
     }
 
-    /// Sleeps `d` in short naps, handing in metrics and sampling meanwhile.
-    fn nap(&mut self, metrics: &mut ShardWriter, d: Duration) {
-        let until = Instant::now() + d;
-        loop {
-            let now = Instant::now();
-            if now >= until {
-                return;
-            }
-            std::thread::sleep((until - now).min(MAX_NAP));
-            self.tick(metrics);
-        }
-    }
-
-    /// Between commands: hand in metrics if asked, sample the backlog if due.
-    #[inline]
-    fn tick(&mut self, metrics: &mut ShardWriter) {
-        metrics.maybe_publish();
-        if let Some(s) = self.sampler.as_mut() {
-            s.sample_if_due(metrics);
-        }
-    }
-
-    /// Drops the connection after a failure, counting `ops` as failed with `class`.
-    #[cold]
-    fn fail(&mut self, metrics: &mut ShardWriter, first: usize, class: ErrorClass) {
-        for &op in &self.sent[first..] {
-            metrics.record_error(op, class);
-        }
-        // No processor, no replies: an outage until its next successful command.
-        if crate::metrics::outage::is_outage_class(class) {
-            metrics.outage_failures(Instant::now(), (self.sent.len() - first) as u64);
-        }
-        self.sent.clear();
-        if self.conn.take().is_some() {
-            metrics.connection_dropped(Instant::now());
-            tracing::warn!(processor = self.number, error_type = %class, "connection lost; reconnecting");
-        }
-    }
-
-    /// XREADGROUP or XAUTOCLAIM: sends it, records it, encodes the answers of the entries it
-    /// brought into the batch.
-    fn fetch(&mut self, metrics: &mut ShardWriter, from: Fetch) -> Fetched {
-        let Some(conn) = self.conn.as_mut() else {
-            return Fetched::Failed;
-        };
-        let (cmd, op) = match from {
-            Fetch::New => (&self.read_cmd, OP_XREADGROUP),
-            Fetch::OwnPending => (&self.own_pending_cmd, OP_XREADGROUP),
-            Fetch::Claim => (&self.claim_cmd, OP_XAUTOCLAIM),
-        };
-        conn.request_buf().extend_from_slice(cmd);
-        self.sent.clear();
-        self.sent.push(op);
-        let sent_at = Instant::now();
-        if let Err(e) = conn.flush() {
-            self.fail(metrics, 0, e.class());
-            return Fetched::Failed;
-        }
-        let reply = match conn.read_reply() {
-            Ok(reply) => reply,
-            Err(e) => {
-                self.fail(metrics, 0, e.class());
-                return Fetched::Failed;
-            }
-        };
-        self.sent.clear();
-        let latency = conn
-            .reply_received_at()
-            .saturating_duration_since(sent_at)
-            .as_nanos() as u64;
-        let payload = conn.payload(&reply);
-        if reply.is_error() {
-            metrics.record_error(op, ErrorClass::from_error_reply(payload));
-            if payload.starts_with(b"NOGROUP") {
-                self.recreate_group();
-            }
-            return Fetched::Failed;
-        }
-        metrics.record_success(op, latency, latency);
-        metrics.command_succeeded(conn.reply_received_at());
-        let batch = &mut self.batch;
-        batch.clear();
-        let mut add = |id: &[u8], fields: Option<&[u8]>| batch.add(id, fields);
-        let parsed = if from == Fetch::Claim {
-            claimed_entries(reply.kind, payload, &mut add)
-        } else {
-            read_entries(reply.kind, payload, &mut add)
-        };
-        let n = self.batch.entries.len();
-        if parsed.is_none() {
-            // Whatever was encoded before the surprise is still answered.
-            tracing::warn!(processor = self.number, "unexpected stream reply shape");
-        }
-        let data = metrics.data();
-        if from != Fetch::New && n > 0 {
-            data.count(RECLAIMED, n as u64);
-        }
-        if self.batch.malformed > 0 {
-            data.count(MALFORMED, self.batch.malformed);
-        }
-        Fetched::Entries(n)
-    }
-
-    /// Answers the entries of the batch: per entry the simulated work, then its LPUSH + XACK
-    /// (each entry's pair sent as soon as its work is done; without work, all in one write).
-    /// Stops early (leaving the rest pending, for XAUTOCLAIM) once the drain is over.
-    fn answer(&mut self, metrics: &mut ShardWriter, end: &mut Ending<'_>) {
-        let n = self.batch.entries.len();
-        for i in 0..n {
-            if !self.processing.is_zero() {
-                self.nap(metrics, self.processing);
-                if end.drain_over(Instant::now()) {
-                    break;
-                }
-            }
-            let Some(conn) = self.conn.as_mut() else {
-                return;
-            };
-            let (range, lpush) = self.batch.entries[i].clone();
-            conn.request_buf()
-                .extend_from_slice(&self.batch.bytes[range]);
-            if lpush {
-                self.sent.push(OP_LPUSH);
-            }
-            self.sent.push(OP_XACK);
-            if (!self.processing.is_zero() || i + 1 == n) && !self.send(metrics) {
-                return;
-            }
-        }
-    }
-
-    /// Writes what is in the request buffer and records each reply.
-    fn send(&mut self, metrics: &mut ShardWriter) -> bool {
-        let Some(conn) = self.conn.as_mut() else {
-            return false;
-        };
-        let sent_at = Instant::now();
-        if let Err(e) = conn.flush() {
-            self.fail(metrics, 0, e.class());
-            return false;
-        }
-        for i in 0..self.sent.len() {
-            let op = self.sent[i];
-            match conn.read_reply() {
-                Ok(reply) => {
-                    if reply.is_error() {
-                        metrics
-                            .record_error(op, ErrorClass::from_error_reply(conn.payload(&reply)));
-                    } else {
-                        let ns = conn
-                            .reply_received_at()
-                            .saturating_duration_since(sent_at)
-                            .as_nanos() as u64;
-                        metrics.record_success(op, ns, ns);
-                        if op == OP_LPUSH {
-                            metrics.data().count(PROCESSED, 1);
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.fail(metrics, i, e.class());
-                    return false;
-                }
-            }
-        }
-        self.sent.clear();
-        true
-    }
-
-    /// The group is gone (the stream was deleted under us): create it again, from the start
-    /// of whatever the stream holds now, so requests added since are still answered.
-    #[cold]
-    fn recreate_group(&mut self) {
-        let created = crate::control::connection(&self.redis)
-            .and_then(|mut conn| create_group(&mut conn, &self.stream, "0"));
-        if let Err(e) = created {
-            tracing::warn!(processor = self.number, error = %e, "cannot recreate the consumer group");
-        }
-    }
-}
-
-impl OwnLoop for Processor {
-    fn connect(&mut self, cfg: &RunnerConfig, client_name: &str) -> Result<(), ConnectError> {
-        self.client_name = client_name.to_string();
+    /// Before the load: encodes its commands (the consumer is named after the connection)
+    /// and, for processor 0, creates the group and starts the backlog probe (control plane,
+    /// blocking: start-up only).
+    pub fn prepare(&mut self, client_name: &str) -> Result<(), ConnectError> {
         let consumer = client_name.as_bytes();
         let (count, block) = (READ_COUNT.to_string(), READ_BLOCK_MS.to_string());
         encode::command_args(
@@ -563,80 +425,263 @@ impl OwnLoop for Processor {
                 },
                 message: e.to_string(),
             };
-            let mut control = crate::control::connection(&cfg.redis).map_err(rejected)?;
+            let mut control = crate::control::connection(&self.redis).map_err(rejected)?;
             create_group(&mut control, &self.stream, "$").map_err(rejected)?;
-            self.sampler = Some(Sampler {
-                redis: cfg.redis.clone(),
-                stream: self.stream.clone(),
-                conn: Some(control),
-                every: self.sample_every,
-                next: Instant::now(),
-            });
+            self.probe = Some(Probe::start(
+                self.redis.clone(),
+                self.stream.clone(),
+                self.sample_every,
+            ));
         }
-        self.conn = Some(connect(&cfg.redis, client_name)?);
         Ok(())
     }
 
-    fn run(&mut self, ctx: &mut LoopContext<'_>) {
-        let metrics = &mut *ctx.metrics;
-        let mut end = Ending {
-            stop: ctx.stop,
-            deadline: ctx.deadline,
-            limit: self.drain_limit,
-            drain_until: None,
-        };
-        // Reconnect backoff, as the request/reply workers do it.
-        let mut backoff = Backoff::new(self.redis.retry);
-        let mut rng = backoff::jitter_rng(self.number);
-        let mut next_claim = Instant::now() + CLAIM_EVERY;
-        let mut recover = false;
-        loop {
-            self.tick(metrics);
-            let now = Instant::now();
-            if end.drain_over(now) {
-                break;
+    /// A connection is up; after a reconnect the entries delivered before it failed are
+    /// read again first.
+    pub fn connected(&mut self, reconnected: bool) {
+        self.recover |= reconnected;
+        self.step = Step::Ready;
+        self.sent.clear();
+        self.replied = 0;
+        self.work_done_at = None;
+    }
+
+    /// The run stopped at `now`: answering goes on for one BLPOP timeout from then, since
+    /// no ingress worker waits longer.
+    pub fn stop(&mut self, now: Instant) {
+        if self.drain_until.is_none() {
+            self.drain_until = Some(now + self.drain_limit);
+        }
+    }
+
+    /// Whether the end-of-run answering is over at `now`.
+    pub fn drain_over(&self, now: Instant) -> bool {
+        self.drain_until.is_some_and(|u| now >= u)
+    }
+
+    /// Commands are in flight (their replies are awaited).
+    pub fn in_flight(&self) -> bool {
+        self.step != Step::Ready
+    }
+
+    /// When the commands in flight were sent.
+    pub fn sent_at(&self) -> Instant {
+        self.sent_at
+    }
+
+    /// Nothing in flight (a fresh connection, a finished step, a timer): starts the next
+    /// step, or says what to wait for.
+    pub fn proceed(&mut self, conn: &mut Conn, metrics: &mut ShardWriter, now: Instant) -> Next {
+        if let Some(probe) = &self.probe {
+            probe.report(metrics);
+        }
+        if self.drain_over(now) {
+            return Next::Done;
+        }
+        let n = self.batch.entries.len();
+        if self.answer_next < n {
+            if !self.processing.is_zero() {
+                // The simulated work of the next entry, then its answer alone.
+                let done = *self.work_done_at.get_or_insert(now + self.processing);
+                if now < done {
+                    return Next::At(done);
+                }
+                self.work_done_at = None;
+                let i = self.answer_next;
+                self.answer_next += 1;
+                self.queue_answer(conn, i);
+            } else {
+                for i in self.answer_next..n {
+                    self.queue_answer(conn, i);
+                }
+                self.answer_next = n;
             }
-            let draining = end.drain_until.is_some();
-            if self.conn.is_none() {
-                self.nap(metrics, backoff.next_delay(&mut rng));
-                let result = connect(&self.redis, &self.client_name);
-                metrics.connect_attempt(result.is_ok(), Instant::now());
-                match result {
-                    Ok(conn) => {
-                        self.conn = Some(conn);
-                        backoff.succeeded();
-                        recover = true;
-                        tracing::info!(processor = self.number, "reconnected");
-                    }
+            return self.send(conn, metrics, Step::Acking);
+        }
+        let from = if std::mem::take(&mut self.recover) {
+            Fetch::OwnPending
+        } else if self.drain_until.is_none() && now >= self.next_claim {
+            self.next_claim = now + CLAIM_EVERY;
+            Fetch::Claim
+        } else {
+            Fetch::New
+        };
+        let (cmd, op) = match from {
+            Fetch::New => (&self.read_cmd, OP_XREADGROUP),
+            Fetch::OwnPending => (&self.own_pending_cmd, OP_XREADGROUP),
+            Fetch::Claim => (&self.claim_cmd, OP_XAUTOCLAIM),
+        };
+        conn.request_buf().extend_from_slice(cmd);
+        self.sent.push(op);
+        self.send(conn, metrics, Step::Fetching(from))
+    }
+
+    /// Puts entry `i`'s LPUSH + XACK in the request buffer.
+    fn queue_answer(&mut self, conn: &mut Conn, i: usize) {
+        let (range, lpush) = self.batch.entries[i].clone();
+        conn.request_buf()
+            .extend_from_slice(&self.batch.bytes[range]);
+        if lpush {
+            self.sent.push(OP_LPUSH);
+        }
+        self.sent.push(OP_XACK);
+    }
+
+    fn send(&mut self, conn: &mut Conn, metrics: &mut ShardWriter, step: Step) -> Next {
+        self.step = step;
+        self.replied = 0;
+        self.sent_at = Instant::now();
+        match conn.send() {
+            Ok(_) => Next::Wait,
+            Err(e) => {
+                self.lost(metrics, e.class());
+                Next::Lost
+            }
+        }
+    }
+
+    /// Readiness: writes what is left, reads and records replies, and goes on when the step
+    /// is complete.
+    pub fn receive(&mut self, conn: &mut Conn, metrics: &mut ShardWriter) -> Next {
+        if self.step == Step::Ready {
+            return Next::Wait;
+        }
+        if conn.write_pending()
+            && let Err(e) = conn.send()
+        {
+            self.lost(metrics, e.class());
+            return Next::Lost;
+        }
+        loop {
+            let fill = match conn.fill() {
+                Ok(f) => f,
+                Err(e) => {
+                    self.lost(metrics, e.class());
+                    return Next::Lost;
+                }
+            };
+            while self.replied < self.sent.len() {
+                let reply = match conn.next_reply(false) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
                     Err(e) => {
-                        tracing::debug!(processor = self.number, error = %e, "reconnect failed");
-                        if backoff.failed() {
-                            tracing::warn!(
-                                processor = self.number,
-                                attempts = backoff.failures(),
-                                "giving up reconnecting (--retry-attempts); this processor stops"
-                            );
-                            metrics.gave_up();
-                            break;
+                        self.lost(metrics, e.class());
+                        return Next::Lost;
+                    }
+                };
+                let op = self.sent[self.replied];
+                self.replied += 1;
+                let at = conn.reply_received_at();
+                let ns = at.saturating_duration_since(self.sent_at).as_nanos() as u64;
+                let payload = conn.payload(&reply);
+                if reply.is_error() {
+                    metrics.record_error(op, ErrorClass::from_error_reply(payload));
+                    if let Step::Fetching(_) = self.step {
+                        if payload.starts_with(b"NOGROUP") {
+                            self.recreate_group();
+                        }
+                        self.sent.clear();
+                        self.step = Step::Ready;
+                        // A server refusing everything is not spun on.
+                        return Next::At(Instant::now() + ERROR_PAUSE);
+                    }
+                    continue;
+                }
+                metrics.record_success(op, ns, ns);
+                metrics.command_succeeded(at);
+                match self.step {
+                    Step::Fetching(from) => {
+                        if let Some(next) = self.take_entries(metrics, from, reply.kind, payload) {
+                            self.sent.clear();
+                            self.step = Step::Ready;
+                            return next;
                         }
                     }
+                    _ if op == OP_LPUSH => metrics.data().count(PROCESSED, 1),
+                    _ => {}
                 }
-                continue;
             }
-            let from = if recover {
-                recover = false;
-                Fetch::OwnPending
-            } else if !draining && now >= next_claim {
-                next_claim = now + CLAIM_EVERY;
-                Fetch::Claim
-            } else {
-                Fetch::New
-            };
-            match self.fetch(metrics, from) {
-                Fetched::Entries(0) if draining && from == Fetch::New => break,
-                Fetched::Entries(_) => self.answer(metrics, &mut end),
-                Fetched::Failed => self.nap(metrics, ERROR_PAUSE),
+            if self.replied == self.sent.len() {
+                self.sent.clear();
+                self.step = Step::Ready;
+                return self.proceed(conn, metrics, Instant::now());
             }
+            if fill == Fill::Drained {
+                return Next::Wait;
+            }
+        }
+    }
+
+    /// A fetch's entries become the batch to answer. `Some(Done)` when a read during the
+    /// end-of-run answering found nothing new: every request sent before the end is answered.
+    fn take_entries(
+        &mut self,
+        metrics: &mut ShardWriter,
+        from: Fetch,
+        kind: ReplyKind,
+        payload: &[u8],
+    ) -> Option<Next> {
+        let batch = &mut self.batch;
+        batch.clear();
+        let mut add = |id: &[u8], fields: Option<&[u8]>| batch.add(id, fields);
+        let parsed = if from == Fetch::Claim {
+            claimed_entries(kind, payload, &mut add)
+        } else {
+            read_entries(kind, payload, &mut add)
+        };
+        let n = self.batch.entries.len();
+        self.answer_next = 0;
+        if parsed.is_none() {
+            // Whatever was encoded before the surprise is still answered.
+            tracing::warn!(processor = self.number, "unexpected stream reply shape");
+        }
+        let data = metrics.data();
+        if from != Fetch::New && n > 0 {
+            data.count(RECLAIMED, n as u64);
+        }
+        if self.batch.malformed > 0 {
+            data.count(MALFORMED, self.batch.malformed);
+        }
+        (n == 0 && from == Fetch::New && self.drain_until.is_some()).then_some(Next::Done)
+    }
+
+    /// The connection failed: the commands still unanswered are counted as failed with
+    /// `class`, and the entries in hand are left pending (re-read after the reconnect).
+    #[cold]
+    pub fn lost(&mut self, metrics: &mut ShardWriter, class: ErrorClass) {
+        let first = self.replied.min(self.sent.len());
+        for &op in &self.sent[first..] {
+            metrics.record_error(op, class);
+        }
+        // No processor, no replies: an outage until its next successful command.
+        if crate::metrics::outage::is_outage_class(class) {
+            metrics.outage_failures(Instant::now(), (self.sent.len() - first) as u64);
+        }
+        self.sent.clear();
+        self.replied = 0;
+        self.step = Step::Ready;
+        self.answer_next = self.batch.entries.len();
+        self.work_done_at = None;
+        tracing::warn!(processor = self.number, error_type = %class, "connection lost; reconnecting");
+    }
+
+    /// The group is gone (the stream was deleted under us): create it again, from the start
+    /// of whatever the stream holds now, so requests added since are still answered. A
+    /// control-plane round trip on the I/O thread: only ever after the stream vanished.
+    #[cold]
+    fn recreate_group(&mut self) {
+        let created = crate::control::connection(&self.redis)
+            .and_then(|mut conn| create_group(&mut conn, &self.stream, "0"));
+        if let Err(e) = created {
+            tracing::warn!(processor = self.number, error = %e, "cannot recreate the consumer group");
+        }
+    }
+}
+
+impl Drop for Processor {
+    fn drop(&mut self) {
+        if let Some(p) = &self.probe {
+            p.stop.store(true, Ordering::Relaxed);
         }
     }
 }
