@@ -523,3 +523,69 @@ fn pubsub_workers_follow_a_failover_and_report_their_loss() {
     let last = report["intervals"].as_array().unwrap().last().unwrap();
     assert!(u64_at(last, "success") > 0, "load resumed: {last}");
 }
+
+/// Stream request/reply through a failover: the ingress workers and the processors follow
+/// the master the sentinels name (the processors are found reading the group on the new
+/// master), requests sent after it are answered there, and every request is accounted for.
+#[test]
+fn stream_workers_follow_a_failover() {
+    let setup = SentinelSetup::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut child = loadgen(work.path())
+        .args(["--port", &free_port().to_string()])
+        .args(["--sentinel-nodes", &setup.nodes()])
+        .args(["--workload-profile", "stream_request_reply"])
+        .args(["--clients", "1", "--threads-per-client", "2"])
+        .args(["--stream-consumers", "2"])
+        .args(["--duration", "5", "--metrics-interval", "0.5", "--quiet"])
+        .args(["--retry-backoff-cap", "0.25", "--output-file", "r.json"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let answer = setup.cli(0, &["SENTINEL", "FAILOVER", MASTER_NAME]);
+    assert!(answer.contains("OK"), "SENTINEL FAILOVER: {answer}");
+    let until = Instant::now() + Duration::from_secs(3);
+    while setup.master_port(0) != Some(setup.replica.port) {
+        assert!(Instant::now() < until, "no failover within 3 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Soon after the promotion both processors read the group on the new master.
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let clients = setup.replica.cli(&["CLIENT", "LIST"]);
+        let processors = clients
+            .lines()
+            .filter(|l| l.contains("name=redis-loadgen") && l.contains("cmd=xreadgroup"))
+            .count();
+        if processors == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "{processors} processors on the new master:\n{clients}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status}");
+    let report = read_json(&work.path().join("r.json"));
+    assert_matches_schema(&report);
+    let counter = |name: &str| u64_at(&report["counters"], name);
+    let in_flight = u64_at(&report["checks"], "in_flight_at_end");
+    assert_eq!(
+        counter("replies") + counter("unanswered") + in_flight,
+        counter("requests"),
+        "{}",
+        report["counters"]
+    );
+    assert_eq!(counter("mismatched"), 0);
+    // Requests were answered after the failover.
+    let late: u64 = report["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["elapsed_s"].as_f64().unwrap() > 4.0)
+        .map(|i| i["operations"]["REQUEST_REPLY"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(late > 0, "{}", report["intervals"]);
+}
