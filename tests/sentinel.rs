@@ -130,15 +130,9 @@ fn a_failover_mid_run_is_followed() {
     let mut child = spawn_sentinel_run(&setup, work.path(), "5", "0.25");
     std::thread::sleep(Duration::from_millis(1500));
     let failover_at = Instant::now();
-    let answer = setup.cli(0, &["SENTINEL", "FAILOVER", MASTER_NAME]);
-    assert!(answer.contains("OK"), "SENTINEL FAILOVER: {answer}");
     // Wait for the promotion as the sentinels see it, then note the new master's SETs so far
     // (replicated ones included).
-    let until = Instant::now() + Duration::from_secs(3);
-    while setup.master_port(0) != Some(setup.replica.port) {
-        assert!(Instant::now() < until, "no failover within 3 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    fail_over(&setup);
     let promoted_after = failover_at.elapsed();
     let promoted_sets = set_calls(&setup.replica);
     let status = child.wait().unwrap();
@@ -462,6 +456,38 @@ fn sentinel_tls_and_user_name_need_their_companions() {
     }
 }
 
+/// `SENTINEL FAILOVER`, then waits (at most 3 s) until the sentinels name the replica.
+fn fail_over(setup: &SentinelSetup) {
+    let answer = setup.cli(0, &["SENTINEL", "FAILOVER", MASTER_NAME]);
+    assert!(answer.contains("OK"), "SENTINEL FAILOVER: {answer}");
+    let until = Instant::now() + Duration::from_secs(3);
+    while setup.master_port(0) != Some(setup.replica.port) {
+        assert!(Instant::now() < until, "no failover within 3 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (at most 2 s) until `server`'s `list` (a CLIENT LIST) shows `n` of this program's
+/// connections whose line also holds `marker`.
+fn wait_for_clients(server: &support::RedisServer, list: &[&str], marker: &str, n: usize) {
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let clients = server.cli(list);
+        let found = clients
+            .lines()
+            .filter(|l| l.contains("name=redis-loadgen") && l.contains(marker))
+            .count();
+        if found == n {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{found} of {n} clients ({marker}) on the new master:\n{clients}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Pub/sub through a failover: subscribers and publishers alike follow the master the
 /// sentinels name (the subscribers are found subscribed on the new master), and what the
 /// subscribers missed is reported: per subscriber, received + lost = published.
@@ -480,31 +506,9 @@ fn pubsub_workers_follow_a_failover_and_report_their_loss() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let answer = setup.cli(0, &["SENTINEL", "FAILOVER", MASTER_NAME]);
-    assert!(answer.contains("OK"), "SENTINEL FAILOVER: {answer}");
-    let until = Instant::now() + Duration::from_secs(3);
-    while setup.master_port(0) != Some(setup.replica.port) {
-        assert!(Instant::now() < until, "no failover within 3 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Within a second of the promotion both subscribers listen on the new master.
-    let until = Instant::now() + Duration::from_secs(2);
-    loop {
-        let subscribers = setup
-            .replica
-            .cli(&["CLIENT", "LIST", "TYPE", "pubsub"])
-            .lines()
-            .filter(|l| l.contains("name=redis-loadgen"))
-            .count();
-        if subscribers == 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "{subscribers} subscribers on the new master"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    fail_over(&setup);
+    // Soon after the promotion both subscribers listen on the new master.
+    wait_for_clients(&setup.replica, &["CLIENT", "LIST", "TYPE", "pubsub"], "", 2);
     let status = child.wait().unwrap();
     assert!(status.success(), "exit {status}");
     let report = read_json(&work.path().join("r.json"));
@@ -542,36 +546,18 @@ fn stream_workers_follow_a_failover() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let answer = setup.cli(0, &["SENTINEL", "FAILOVER", MASTER_NAME]);
-    assert!(answer.contains("OK"), "SENTINEL FAILOVER: {answer}");
-    let until = Instant::now() + Duration::from_secs(3);
-    while setup.master_port(0) != Some(setup.replica.port) {
-        assert!(Instant::now() < until, "no failover within 3 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    fail_over(&setup);
     // Soon after the promotion both processors read the group on the new master.
-    let until = Instant::now() + Duration::from_secs(2);
-    loop {
-        let clients = setup.replica.cli(&["CLIENT", "LIST"]);
-        let processors = clients
-            .lines()
-            .filter(|l| l.contains("name=redis-loadgen") && l.contains("cmd=xreadgroup"))
-            .count();
-        if processors == 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "{processors} processors on the new master:\n{clients}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_clients(&setup.replica, &["CLIENT", "LIST"], "cmd=xreadgroup", 2);
     let status = child.wait().unwrap();
     assert!(status.success(), "exit {status}");
     let report = read_json(&work.path().join("r.json"));
     assert_matches_schema(&report);
     let counter = |name: &str| u64_at(&report["counters"], name);
-    let in_flight = u64_at(&report["checks"], "in_flight_at_end");
+    let in_flight = u64_at(
+        &report["checks"]["stream_request_reply"],
+        "in_flight_at_end",
+    );
     assert_eq!(
         counter("replies") + counter("unanswered") + in_flight,
         counter("requests"),

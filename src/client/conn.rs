@@ -5,7 +5,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::client::encode;
-use crate::client::resp::{self, ProtocolError, Reply, ReplyKind};
+use crate::client::resp::{ProtocolError, ReadBuf, Reply};
 use crate::client::tls::{DataStream, TlsConfig};
 use crate::config::{Protocol, RedisConfig};
 use crate::error::ErrorClass;
@@ -68,10 +68,7 @@ impl ConnectError {
 pub struct RespConnection<S> {
     stream: S,
     write_buf: Vec<u8>,
-    read_buf: Vec<u8>,
-    /// Unconsumed bytes are `read_buf[read_start..read_end]`.
-    read_start: usize,
-    read_end: usize,
+    read: ReadBuf,
     /// When the last read from the socket returned: the moment every reply in those bytes
     /// became available to us.
     last_read_at: Instant,
@@ -82,9 +79,7 @@ impl<S: Read + Write> RespConnection<S> {
         RespConnection {
             stream,
             write_buf: Vec::with_capacity(16 * 1024),
-            read_buf: vec![0; INITIAL_READ_BUFFER],
-            read_start: 0,
-            read_end: 0,
+            read: ReadBuf::new(INITIAL_READ_BUFFER),
             last_read_at: Instant::now(),
         }
     }
@@ -124,17 +119,7 @@ impl<S: Read + Write> RespConnection<S> {
     #[inline]
     fn next_frame(&mut self, pushes: bool) -> Result<Reply, ConnError> {
         loop {
-            if let Some((reply, used)) = resp::scan(&self.read_buf[self.read_start..self.read_end])?
-            {
-                let reply = reply.shifted(self.read_start);
-                self.read_start += used;
-                if self.read_start == self.read_end {
-                    self.read_start = 0;
-                    self.read_end = 0;
-                }
-                if !pushes && matches!(reply.kind, ReplyKind::Push(_)) {
-                    continue;
-                }
+            if let Some(reply) = self.read.next_frame(pushes)? {
                 return Ok(reply);
             }
             self.fill()?;
@@ -161,24 +146,13 @@ impl<S: Read + Write> RespConnection<S> {
     /// The payload bytes of a reply returned by the last [`read_reply`](Self::read_reply).
     #[inline]
     pub fn payload(&self, reply: &Reply) -> &[u8] {
-        &self.read_buf[reply.payload.clone()]
+        self.read.payload(reply)
     }
 
-    /// Reads more bytes, first making room by moving the unconsumed tail to the front, and
-    /// growing only when one reply is larger than the whole buffer.
+    /// Reads more bytes into the read buffer (see [`ReadBuf::space`]).
     fn fill(&mut self) -> Result<(), ConnError> {
-        if self.read_end == self.read_buf.len() {
-            if self.read_start > 0 {
-                self.read_buf.copy_within(self.read_start..self.read_end, 0);
-                self.read_end -= self.read_start;
-                self.read_start = 0;
-            } else {
-                let bigger = self.read_buf.len() * 2;
-                self.read_buf.resize(bigger, 0);
-            }
-        }
         let n = loop {
-            match self.stream.read(&mut self.read_buf[self.read_end..]) {
+            match self.stream.read(self.read.space()) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
@@ -187,7 +161,7 @@ impl<S: Read + Write> RespConnection<S> {
         if n == 0 {
             return Err(ConnError::Closed);
         }
-        self.read_end += n;
+        self.read.filled(n);
         self.last_read_at = Instant::now();
         Ok(())
     }

@@ -209,6 +209,76 @@ fn parse_int(digits: &[u8]) -> Result<i64, ProtocolError> {
 
 /// Splits encoded requests (arrays of bulk strings) back into their arguments, checking each
 /// is whole and valid RESP. For tests of request encoders.
+/// A connection's read buffer: bytes read and not yet scanned are `buf[start..end]`. Replies
+/// are scanned in place; the buffer is compacted when full and grows only for a reply larger
+/// than all of it. Shared by the blocking connections and the event loop's.
+#[derive(Debug)]
+pub struct ReadBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadBuf {
+    pub fn new(size: usize) -> Self {
+        ReadBuf {
+            buf: vec![0; size],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Free space to read into, made by moving the unscanned tail to the front or, when one
+    /// reply fills the whole buffer, by doubling it.
+    #[inline]
+    pub fn space(&mut self) -> &mut [u8] {
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                let bigger = self.buf.len() * 2;
+                self.buf.resize(bigger, 0);
+            }
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were read into [`space`](Self::space).
+    #[inline]
+    pub fn filled(&mut self, n: usize) {
+        self.end += n;
+    }
+
+    /// The next complete frame, if the bytes hold one; RESP3 pushes are skipped unless
+    /// `pushes`. Its payload is valid until the next [`space`](Self::space).
+    #[inline]
+    pub fn next_frame(&mut self, pushes: bool) -> Result<Option<Reply>, ProtocolError> {
+        loop {
+            let Some((reply, used)) = scan(&self.buf[self.start..self.end])? else {
+                return Ok(None);
+            };
+            let reply = reply.shifted(self.start);
+            self.start += used;
+            if self.start == self.end {
+                self.start = 0;
+                self.end = 0;
+            }
+            if !pushes && matches!(reply.kind, ReplyKind::Push(_)) {
+                continue;
+            }
+            return Ok(Some(reply));
+        }
+    }
+
+    /// The payload bytes of a frame returned by [`next_frame`](Self::next_frame).
+    #[inline]
+    pub fn payload(&self, reply: &Reply) -> &[u8] {
+        &self.buf[reply.payload.clone()]
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn split_commands(mut bytes: &[u8]) -> Vec<Vec<String>> {
     let mut commands = Vec::new();

@@ -215,6 +215,27 @@ impl TlsConfig {
     }
 }
 
+impl TlsConfig {
+    /// A client session for `host` (the name checked against the certificate, sent as SNI);
+    /// warns once per run when certificates go unverified.
+    pub fn session(&self, host: &str) -> io::Result<ClientConnection> {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        if self.insecure {
+            WARNED.call_once(|| {
+                tracing::warn!("TLS without certificate verification (--tls-insecure): anyone on the path can read and change the traffic");
+            });
+        }
+        let name = ServerName::try_from(host.to_string()).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("'{host}' is not a valid TLS server name: {e}"),
+            )
+        })?;
+        ClientConnection::new(Arc::clone(&self.rustls), name)
+            .map_err(|e| io::Error::other(format!("TLS setup failed: {e}")))
+    }
+}
+
 /// WebPKI verification that can skip the host name check, or (no `inner`) accept anything.
 /// Signatures of the handshake are always checked with the provider's algorithms.
 #[derive(Debug)]
@@ -289,20 +310,7 @@ pub enum DataStream {
 impl DataStream {
     /// Runs the TLS handshake on a connected socket (bounded by the socket's timeouts).
     pub fn tls(tls: &TlsConfig, host: &str, mut sock: TcpStream) -> io::Result<DataStream> {
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        if tls.insecure {
-            WARNED.call_once(|| {
-                tracing::warn!("TLS without certificate verification (--tls-insecure): anyone on the path can read and change the traffic");
-            });
-        }
-        let name = ServerName::try_from(host.to_string()).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("'{host}' is not a valid TLS server name: {e}"),
-            )
-        })?;
-        let mut conn = ClientConnection::new(Arc::clone(&tls.rustls), name)
-            .map_err(|e| io::Error::other(format!("TLS setup failed: {e}")))?;
+        let mut conn = tls.session(host)?;
         while conn.is_handshaking() {
             match conn.complete_io(&mut sock) {
                 Ok((0, 0)) if conn.is_handshaking() => {

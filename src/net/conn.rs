@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use crate::client::ConnError;
-use crate::client::resp::{self, Reply, ReplyKind};
+use crate::client::resp::{ReadBuf, Reply};
 use crate::net::stream::{Got, NetStream};
 
 /// Read buffer size of a new connection; it grows only for a reply larger than it. Large
@@ -26,10 +26,7 @@ pub struct Conn {
     write_buf: Vec<u8>,
     /// `write_buf[written..]` is still to be sent.
     written: usize,
-    read_buf: Vec<u8>,
-    /// Unconsumed bytes are `read_buf[read_start..read_end]`.
-    read_start: usize,
-    read_end: usize,
+    read: ReadBuf,
     /// When the last read that returned bytes ended: the moment every reply in them became
     /// available to us (one clock read per read call, not per reply).
     last_read_at: Instant,
@@ -53,9 +50,7 @@ impl Conn {
             stream,
             write_buf: Vec::with_capacity(INITIAL_WRITE_BUFFER),
             written: 0,
-            read_buf: vec![0; INITIAL_READ_BUFFER],
-            read_start: 0,
-            read_end: 0,
+            read: ReadBuf::new(INITIAL_READ_BUFFER),
             last_read_at: Instant::now(),
             peer_closed: false,
         }
@@ -97,22 +92,11 @@ impl Conn {
         Ok(self.stream.flush_tls()?)
     }
 
-    /// Reads once into the free end of the read buffer, first moving the unconsumed tail to
-    /// the front, growing only when one reply is larger than the whole buffer.
+    /// Reads once into the free end of the read buffer (see [`ReadBuf::space`]).
     #[inline]
     pub fn fill(&mut self) -> Result<Fill, ConnError> {
-        if self.read_end == self.read_buf.len() {
-            if self.read_start > 0 {
-                self.read_buf.copy_within(self.read_start..self.read_end, 0);
-                self.read_end -= self.read_start;
-                self.read_start = 0;
-            } else {
-                let bigger = self.read_buf.len() * 2;
-                self.read_buf.resize(bigger, 0);
-            }
-        }
         let got = loop {
-            match self.stream.read(&mut self.read_buf[self.read_end..]) {
+            match self.stream.read(self.read.space()) {
                 Ok(got) => break got,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -127,7 +111,7 @@ impl Conn {
             Got::Drained(n) => (n, Fill::Drained),
         };
         if n > 0 {
-            self.read_end += n;
+            self.read.filled(n);
             self.last_read_at = Instant::now();
         }
         Ok(fill)
@@ -137,28 +121,13 @@ impl Conn {
     /// `pushes`. Its payload is valid until the next [`fill`](Self::fill).
     #[inline]
     pub fn next_reply(&mut self, pushes: bool) -> Result<Option<Reply>, ConnError> {
-        loop {
-            let Some((reply, used)) = resp::scan(&self.read_buf[self.read_start..self.read_end])?
-            else {
-                return Ok(None);
-            };
-            let reply = reply.shifted(self.read_start);
-            self.read_start += used;
-            if self.read_start == self.read_end {
-                self.read_start = 0;
-                self.read_end = 0;
-            }
-            if !pushes && matches!(reply.kind, ReplyKind::Push(_)) {
-                continue;
-            }
-            return Ok(Some(reply));
-        }
+        Ok(self.read.next_frame(pushes)?)
     }
 
     /// The payload bytes of a reply returned by [`next_reply`](Self::next_reply).
     #[inline]
     pub fn payload(&self, reply: &Reply) -> &[u8] {
-        &self.read_buf[reply.payload.clone()]
+        self.read.payload(reply)
     }
 
     /// When the bytes of the replies scanned last were read from the socket.

@@ -5,12 +5,9 @@
 //! `WouldBlock`, because with edge-triggered readiness bytes left in the socket would never be
 //! announced again. Not here: buffering (see [`super::conn`]).
 
-use std::io::{self, Read, Write};
-use std::sync::Arc;
-
 use mio::net::TcpStream;
 use rustls::ClientConnection;
-use rustls_pki_types::ServerName;
+use std::io::{self, Read, Write};
 
 use crate::client::TlsConfig;
 
@@ -40,20 +37,7 @@ impl NetStream {
     /// Wraps a connected socket in a TLS client session; the handshake runs as the socket
     /// becomes ready ([`handshake`](Self::handshake)).
     pub fn tls(cfg: &TlsConfig, host: &str, sock: TcpStream) -> io::Result<NetStream> {
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        if cfg.insecure {
-            WARNED.call_once(|| {
-                tracing::warn!("TLS without certificate verification (--tls-insecure): anyone on the path can read and change the traffic");
-            });
-        }
-        let name = ServerName::try_from(host.to_string()).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("'{host}' is not a valid TLS server name: {e}"),
-            )
-        })?;
-        let tls = ClientConnection::new(Arc::clone(&cfg.rustls), name)
-            .map_err(|e| io::Error::other(format!("TLS setup failed: {e}")))?;
+        let tls = cfg.session(host)?;
         Ok(NetStream::Tls(Box::new(TlsStream { sock, tls })))
     }
 
