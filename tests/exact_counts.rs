@@ -41,6 +41,17 @@ fn run_profile(profile: &str, extra: &[&str]) {
     let duration = report["duration_s"].as_f64().unwrap();
     assert!((1.9..2.5).contains(&duration), "duration {duration}");
     assert!(report["intervals"].as_array().unwrap().len() >= 4);
+    // Two workers per I/O thread, closed loop: the threads work between the server's
+    // replies and wait for most of the round trip (10-20 % busy here), never 0 or 100.
+    let busy: Vec<f64> = report["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["io_busy_percent"].as_f64().unwrap())
+        .collect();
+    assert!(busy.iter().all(|b| (0.0..=100.0).contains(b)), "{busy:?}");
+    let mean = busy.iter().sum::<f64>() / busy.len() as f64;
+    assert!(mean > 1.0 && mean < 90.0, "I/O threads busy {busy:?}");
     assert_matches_schema(&report);
 }
 

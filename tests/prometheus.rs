@@ -393,6 +393,12 @@ fn pubsub_and_open_loop_series_match_the_report() {
         achieved.len() == 1 && (achieved[0] - 400.0).abs() < 120.0,
         "{achieved:?}"
     );
+    // At 400/s the I/O threads mostly wait in their poll.
+    let busy = samples(&fin.body, "redis_loadgen_io_busy_ratio", &[]);
+    assert!(
+        busy.len() == 1 && busy[0] > 0.0 && busy[0] < 0.5,
+        "{busy:?}"
+    );
     assert_eq!(
         total(
             &fin.body,

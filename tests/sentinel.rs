@@ -467,6 +467,25 @@ fn fail_over(setup: &SentinelSetup) {
     }
 }
 
+/// A 5 s run with `args` through the sentinels of a new setup, failed over 1.5 s in (the
+/// promotion awaited); returns the setup, the work dir (holding `r.json` at the end) and the
+/// running child.
+fn failover_run(args: &[&str]) -> (SentinelSetup, tempfile::TempDir, std::process::Child) {
+    let setup = SentinelSetup::start();
+    let work = tempfile::tempdir().unwrap();
+    let child = loadgen(work.path())
+        .args(["--port", &free_port().to_string()])
+        .args(["--sentinel-nodes", &setup.nodes()])
+        .args(args)
+        .args(["--duration", "5", "--metrics-interval", "0.5", "--quiet"])
+        .args(["--retry-backoff-cap", "0.25", "--output-file", "r.json"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    fail_over(&setup);
+    (setup, work, child)
+}
+
 /// Waits (at most 2 s) until `server`'s `list` (a CLIENT LIST) shows `n` of this program's
 /// connections whose line also holds `marker`.
 fn wait_for_clients(server: &support::RedisServer, list: &[&str], marker: &str, n: usize) {
@@ -493,20 +512,16 @@ fn wait_for_clients(server: &support::RedisServer, list: &[&str], marker: &str, 
 /// subscribers missed is reported: per subscriber, received + lost = published.
 #[test]
 fn pubsub_workers_follow_a_failover_and_report_their_loss() {
-    let setup = SentinelSetup::start();
-    let work = tempfile::tempdir().unwrap();
-    let mut child = loadgen(work.path())
-        .args(["--port", &free_port().to_string()])
-        .args(["--sentinel-nodes", &setup.nodes()])
-        .args(["--workload-profile", "pubsub_test"])
-        .args(["--publishers", "2", "--subscribers", "2"])
-        .args(["--target-ops-per-second", "2000"])
-        .args(["--duration", "5", "--metrics-interval", "0.5", "--quiet"])
-        .args(["--retry-backoff-cap", "0.25", "--output-file", "r.json"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    fail_over(&setup);
+    let (setup, work, mut child) = failover_run(&[
+        "--workload-profile",
+        "pubsub_test",
+        "--publishers",
+        "2",
+        "--subscribers",
+        "2",
+        "--target-ops-per-second",
+        "2000",
+    ]);
     // Soon after the promotion both subscribers listen on the new master.
     wait_for_clients(&setup.replica, &["CLIENT", "LIST", "TYPE", "pubsub"], "", 2);
     let status = child.wait().unwrap();
@@ -533,20 +548,16 @@ fn pubsub_workers_follow_a_failover_and_report_their_loss() {
 /// master), requests sent after it are answered there, and every request is accounted for.
 #[test]
 fn stream_workers_follow_a_failover() {
-    let setup = SentinelSetup::start();
-    let work = tempfile::tempdir().unwrap();
-    let mut child = loadgen(work.path())
-        .args(["--port", &free_port().to_string()])
-        .args(["--sentinel-nodes", &setup.nodes()])
-        .args(["--workload-profile", "stream_request_reply"])
-        .args(["--clients", "1", "--threads-per-client", "2"])
-        .args(["--stream-consumers", "2"])
-        .args(["--duration", "5", "--metrics-interval", "0.5", "--quiet"])
-        .args(["--retry-backoff-cap", "0.25", "--output-file", "r.json"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    fail_over(&setup);
+    let (setup, work, mut child) = failover_run(&[
+        "--workload-profile",
+        "stream_request_reply",
+        "--clients",
+        "1",
+        "--threads-per-client",
+        "2",
+        "--stream-consumers",
+        "2",
+    ]);
     // Soon after the promotion both processors read the group on the new master.
     wait_for_clients(&setup.replica, &["CLIENT", "LIST"], "cmd=xreadgroup", 2);
     let status = child.wait().unwrap();

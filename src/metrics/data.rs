@@ -246,6 +246,11 @@ pub struct IntervalData {
     pub traces: Vec<TraceEvent>,
     /// Trace events dropped because a worker's buffer was full.
     pub trace_overflow: u64,
+    /// I/O threads: time covered by this data and time spent waiting in the poll, summed
+    /// over the threads (busy = wall - wait: the basis for telling when the load generator
+    /// itself is the limit).
+    pub io_wall_ns: u64,
+    pub io_wait_ns: u64,
 }
 
 impl IntervalData {
@@ -274,6 +279,8 @@ impl IntervalData {
             edge_overflow: 0,
             traces: Vec::with_capacity(TRACE_CAPACITY),
             trace_overflow: 0,
+            io_wall_ns: 0,
+            io_wait_ns: 0,
         }
     }
 
@@ -369,6 +376,8 @@ impl IntervalData {
         self.edge_overflow += other.edge_overflow;
         self.traces.extend_from_slice(&other.traces);
         self.trace_overflow += other.trace_overflow;
+        self.io_wall_ns += other.io_wall_ns;
+        self.io_wait_ns += other.io_wait_ns;
     }
 
     pub fn reset(&mut self) {
@@ -389,6 +398,16 @@ impl IntervalData {
         self.edge_overflow = 0;
         self.traces.clear();
         self.trace_overflow = 0;
+        self.io_wall_ns = 0;
+        self.io_wait_ns = 0;
+    }
+
+    /// How busy the I/O threads were (not waiting in their poll), in percent of their time;
+    /// `None` when no I/O thread reported.
+    pub fn io_busy_percent(&self) -> Option<f64> {
+        (self.io_wall_ns > 0).then(|| {
+            100.0 * self.io_wall_ns.saturating_sub(self.io_wait_ns) as f64 / self.io_wall_ns as f64
+        })
     }
 
     /// Each operation's name and stats.

@@ -109,6 +109,7 @@ impl MetricsHub {
             hub: Arc::clone(self),
             index,
             meter: WorkerMeter::new(index),
+            io_since: None,
         }
     }
 
@@ -190,6 +191,8 @@ pub struct ShardWriter {
     tracing: bool,
     /// Which commands become spans.
     sampler: Sampler,
+    /// An I/O thread's writer: since when its wall time is counted (see [`Self::waited`]).
+    io_since: Option<Instant>,
 }
 
 impl ShardWriter {
@@ -403,6 +406,11 @@ impl ShardWriter {
     }
 
     fn publish(&mut self, epoch: u64) {
+        if let Some(since) = self.io_since {
+            let now = Instant::now();
+            self.local.io_wall_ns += now.saturating_duration_since(since).as_nanos() as u64;
+            self.io_since = Some(now);
+        }
         let shard = &self.hub.shards[self.index];
         {
             let mut slot = shard.slot.lock().unwrap_or_else(|p| p.into_inner());
@@ -419,6 +427,18 @@ impl ShardWriter {
     #[inline]
     pub fn swap_meter(&mut self, meter: &mut WorkerMeter) {
         std::mem::swap(&mut self.meter, meter);
+    }
+
+    /// This writer's thread is an event loop: its wall time and its time waiting in the poll
+    /// are reported with its data, from now on.
+    pub fn count_io_time(&mut self) {
+        self.io_since = Some(Instant::now());
+    }
+
+    /// The event loop waited `d` in its poll (two clock reads per poll, not per command).
+    #[inline]
+    pub fn waited(&mut self, d: Duration) {
+        self.local.io_wait_ns += d.as_nanos() as u64;
     }
 
     /// Records for worker `index` from now on (a writer owned by one worker).

@@ -84,6 +84,11 @@ pub struct IntervalReport {
     /// The workload's gauges sampled in this interval (e.g. `stream_pending`), latest sample.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub gauges: BTreeMap<String, u64>,
+    /// How busy the I/O threads were (not waiting in their poll), percent of their time;
+    /// absent when no I/O thread ran in the interval (cluster workers have threads of their
+    /// own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_busy_percent: Option<f64>,
 }
 
 /// A gauge over the run: its last sample and the largest.
@@ -430,6 +435,7 @@ impl ReportBuilder {
                 .map(|(name, s)| (name.to_string(), s.total()))
                 .collect(),
             gauges: gauges(self.gauge_names, &data.gauges),
+            io_busy_percent: data.io_busy_percent(),
         };
         self.intervals.push(report.clone());
         report

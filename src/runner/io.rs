@@ -293,20 +293,8 @@ impl IoThread {
                 )));
             }
             self.poll.poll(&mut self.events, Some(SWEEP_EVERY))?;
-            let IoThread {
-                events, clients, ..
-            } = self;
-            for event in events.iter() {
-                let Some(c) = clients.get_mut(event.token().0) else {
-                    continue;
-                };
-                if event.is_read_closed() || event.is_error() {
-                    c.life.link.peer_closed();
-                }
-                let mut cx = cx!(self, false, false);
-                if let Some(e) = c.on_event(&mut cx) {
-                    return Err(e);
-                }
+            if let Some(e) = self.handle_events(false, false) {
+                return Err(e);
             }
             let now = Instant::now();
             if now >= next_sweep {
@@ -335,6 +323,7 @@ impl IoThread {
                 r.schedule(target, paced, batch, c.life.index, start);
             }
         }
+        self.metrics.count_io_time();
         self.drive(deadline);
         self.finish();
     }
@@ -400,15 +389,9 @@ impl IoThread {
         }
     }
 
-    /// One poll: handles readiness, then due timers.
-    fn drive_once(&mut self, stopping: bool) {
-        let wait = self.timers.arm(Instant::now(), MAX_WAIT);
-        if let Err(e) = self.poll.poll(&mut self.events, Some(wait)) {
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                tracing::error!(error = %e, "the I/O thread's poll failed");
-            }
-            return;
-        }
+    /// Hands the last poll's readiness events to their workers; returns the first connection
+    /// error of a worker at start-up (never while `running`).
+    fn handle_events(&mut self, running: bool, stopping: bool) -> Option<ConnectError> {
         let IoThread {
             events, clients, ..
         } = self;
@@ -423,10 +406,29 @@ impl IoThread {
             if event.is_read_closed() || event.is_error() {
                 c.life.link.peer_closed();
             }
-            let mut cx = cx!(self, true, stopping);
-            c.on_event(&mut cx);
+            let mut cx = cx!(self, running, stopping);
+            if let Some(e) = c.on_event(&mut cx) {
+                return Some(e);
+            }
         }
+        None
+    }
+
+    /// One poll: handles readiness, then due timers.
+    fn drive_once(&mut self, stopping: bool) {
+        let before = Instant::now();
+        let wait = self.timers.arm(before, MAX_WAIT);
+        let polled = self.poll.poll(&mut self.events, Some(wait));
+        self.metrics.waited(before.elapsed());
+        if let Err(e) = polled {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                tracing::error!(error = %e, "the I/O thread's poll failed");
+            }
+            return;
+        }
+        self.handle_events(true, stopping);
         let now = Instant::now();
+        let IoThread { clients, .. } = self;
         while let Some((at, i)) = self.timers.pop_due(now) {
             let c = &mut clients[i];
             if c.life.wake_at != Some(at) {

@@ -130,6 +130,8 @@ pub struct Snapshot {
     /// Units (commands, transactions, messages: what `--target-ops-per-second` paces) per
     /// second over the last interval.
     pub achieved_rate: f64,
+    /// How busy the I/O threads were over the last interval (0..1); `None` without I/O threads.
+    pub io_busy: Option<f64>,
     /// Open loop: how late batches went out against their schedule.
     pub schedule_lag: Option<BucketCounts>,
     pub outages_started: u64,
@@ -182,6 +184,7 @@ impl Snapshot {
             messages: Vec::new(),
             in_flight: 0.0,
             achieved_rate: 0.0,
+            io_busy: None,
             outages_started: 0,
             outage_active: false,
             cpu_seconds: 0.0,
@@ -233,6 +236,9 @@ impl Snapshot {
         if interval > 0.0 {
             self.in_flight = outstanding_ns / 1e9 / interval;
             self.achieved_rate = delta.units as f64 / interval;
+        }
+        if let Some(busy) = delta.io_busy_percent() {
+            self.io_busy = Some(busy / 100.0);
         }
         if let (Some(lag), Some(hdr)) = (&mut self.schedule_lag, &delta.schedule_lag) {
             lag.add_hdr(hdr);
@@ -445,6 +451,13 @@ impl Snapshot {
             "Units sent per second over the last interval (what --target-ops-per-second paces)",
             self.achieved_rate,
         ));
+        if let Some(busy) = self.io_busy {
+            out.push(Family::gauge(
+                "redis_loadgen_io_busy_ratio",
+                "How busy the I/O threads were over the last interval (not waiting in their poll), 0..1: near 1, the load generator itself may be the limit",
+                busy,
+            ));
+        }
         if let Some(target) = self.info.target_ops_per_second {
             out.push(Family::gauge(
                 "redis_loadgen_target_ops_per_second",
