@@ -18,6 +18,7 @@ pub mod error;
 pub mod metrics;
 pub mod net;
 pub mod output;
+pub mod proto;
 pub mod runner;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,4 +1,4 @@
-//! Fuzzes the data plane's RESP scanner (`redis_loadgen::client::resp::scan`) with arbitrary bytes.
+//! Fuzzes the data plane's RESP scanner (`redis_loadgen::proto::resp::scan`) with arbitrary bytes.
 //!
 //! Invariants checked:
 //! - `scan` never panics (any panic is a crash libFuzzer reports);
@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use redis_loadgen::client::resp::scan;
+use redis_loadgen::proto::resp::scan;
 
 fuzz_target!(|buf: &[u8]| {
     let result = scan(buf);

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use crate::client::backoff::{Backoff, jitter_rng};
 use crate::client::conn::{ConnectError, RespConnection, connect_to};
-use crate::client::encode;
-use crate::client::resp::{self, Reply, ReplyKind};
 use crate::client::tls::DataStream;
 use crate::config::{RedisConfig, RetryPolicy};
 use crate::error::ErrorClass;
+use crate::proto::encode;
+use crate::proto::resp::{self, Reply, ReplyKind};
 use crate::workload::WorkerRng;
 
 /// Hash slots of a Redis Cluster.

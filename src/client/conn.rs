@@ -4,11 +4,11 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use crate::client::encode;
-use crate::client::resp::{ProtocolError, ReadBuf, Reply};
 use crate::client::tls::{DataStream, TlsConfig};
 use crate::config::{Protocol, RedisConfig};
 use crate::error::ErrorClass;
+use crate::proto::encode;
+use crate::proto::resp::{ProtocolError, ReadBuf, Reply};
 
 /// Read buffer size at start; it only grows for a reply larger than it.
 const INITIAL_READ_BUFFER: usize = 64 * 1024;

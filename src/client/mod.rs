@@ -1,20 +1,21 @@
-//! The data plane: worker connections that speak RESP themselves.
+//! Blocking RESP connections and what the data plane shares with the control plane.
 //!
-//! Requests are encoded into a reused per-connection buffer ([`encode`]) and written with one
-//! write per batch; replies are scanned in place from a reused read buffer ([`resp`]). The
-//! connection is generic over its byte stream; [`tls::DataStream`] is plain TCP or rustls. Connection
-//! setup (HELLO/AUTH, SELECT, CLIENT SETNAME, timeouts, TCP_NODELAY) is done here too.
-//! Not here: INFO, topology and other control-plane queries (see [`crate::control`]).
+//! - [`conn`]: a blocking connection (a reused write buffer, replies scanned in place), its
+//!   set-up and the handshake encoding the event loop's lifecycle reuses. Cluster workers
+//!   (still one OS thread each), prefill and the Sentinel watcher use it.
+//! - [`cluster`]: the slot map (its watcher) and the blocking cluster pipeline.
+//! - [`sentinel`]: where the master is, and the run's master watcher.
+//! - [`tls`]: the run's rustls configuration and TLS sessions; [`backoff`]: reconnect backoff.
+//!
+//! Not here: the event-driven data plane ([`crate::net`], [`crate::runner`]), RESP itself
+//! ([`crate::proto`]), INFO and other control-plane queries ([`crate::control`]).
 
 pub mod backoff;
 pub mod cluster;
 pub mod conn;
-pub mod encode;
-pub mod resp;
 pub mod sentinel;
 pub mod tls;
 
 pub use conn::{ConnError, ConnectError, RespConnection, connect, connect_to};
-pub use resp::{Reply, ReplyKind};
 pub use sentinel::target;
 pub use tls::{DataStream, TlsConfig};

@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::client::conn::{ConnectError, RespConnection, closed_at_once, open_stream};
-use crate::client::encode;
-use crate::client::resp::{self, ReplyKind};
 use crate::client::tls::DataStream;
 use crate::config::{RedisConfig, SentinelConfig};
 use crate::error::ErrorClass;
+use crate::proto::encode;
+use crate::proto::resp::{self, ReplyKind};
 
 /// How often the run's watcher asks the sentinels whether the master moved. After a failover
 /// the old master keeps taking writes until the sentinels reconfigure it (up to ~10 s later);

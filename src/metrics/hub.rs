@@ -142,7 +142,7 @@ impl MetricsHub {
 }
 
 /// One worker's fault and trace state: a few words, kept by the worker itself. The shard it
-/// records into is shared by every worker of its I/O thread (see [`ShardWriter::serve`]).
+/// records into is shared by every worker of its I/O thread (see [`ShardWriter::swap_meter`]).
 #[derive(Debug, Clone)]
 pub struct WorkerMeter {
     worker: u32,
@@ -178,7 +178,7 @@ impl WorkerMeter {
 /// A thread's handle to its shard: records locally, publishes when the epoch moves. Per
 /// command it touches only thread-local data. It records on behalf of one worker at a time
 /// (its current [`WorkerMeter`]); an I/O thread that drives many workers swaps each one's
-/// meter in while it handles that worker ([`serve`](Self::serve)).
+/// meter in while it handles that worker ([`swap_meter`](Self::swap_meter)).
 pub struct ShardWriter {
     hub: Arc<MetricsHub>,
     /// The shard's slot in the hub (one per I/O thread, or per worker on a thread of its own).

@@ -8,8 +8,8 @@
 use std::time::Instant;
 
 use crate::client::ConnError;
-use crate::client::resp::{ReadBuf, Reply};
 use crate::net::stream::{Got, NetStream};
+use crate::proto::resp::{ReadBuf, Reply};
 
 /// Read buffer size of a new connection; it grows only for a reply larger than it. Large
 /// enough that replies of every shipped workload fit from the start (a buffer that grew

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use crate::client::ConnectError;
 use crate::client::conn::{encode_handshake, plain_on_tls_hint, setup_rejected};
-use crate::client::{ConnectError, encode};
 use crate::config::RedisConfig;
 use crate::net::conn::{Conn, Fill};
 use crate::net::stream::NetStream;
+use crate::proto::encode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

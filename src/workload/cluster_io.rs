@@ -8,9 +8,10 @@
 
 use std::sync::Arc;
 
+use crate::client::ConnectError;
 use crate::client::cluster::{ClusterPipeline, ClusterWatch, Event};
-use crate::client::{ConnectError, Reply};
 use crate::config::RedisConfig;
+use crate::proto::Reply;
 
 /// A pipeline for one cold-path task, connected to every master now (a bad password or an
 /// unreachable node fails the task at once).

@@ -19,12 +19,12 @@ use redis::Commands;
 use serde_json::json;
 
 use crate::client::cluster::{ClusterWatch, key_slot};
-use crate::client::encode;
-use crate::client::resp::{self, ReplyKind};
 use crate::config::RunnerConfig;
 use crate::error::ErrorClass;
 use crate::metrics::{OpId, OpTable};
 use crate::output::report::RunReport;
+use crate::proto::encode;
+use crate::proto::resp::{self, ReplyKind};
 use crate::workload::keys::{KeySpace, key_name};
 use crate::workload::{RunPlan, WorkerRng, Workload, cluster_io};
 

@@ -5,8 +5,8 @@
 
 use rand_core::Rng;
 
-use crate::client::encode;
 use crate::config::{KeyDistribution, ValueSize, WorkloadConfig};
+use crate::proto::encode;
 use crate::workload::WorkerRng;
 
 /// Keys per hash-tag group: with `--hash-tag`, key n is `<prefix>{<n / 100>}:<n>`, so a

@@ -10,11 +10,11 @@
 //! With `--verify-writes`, SET and GET move to each worker's own stamped key space instead
 //! (`verify_writes.rs`).
 
-use crate::client::encode;
-use crate::client::resp::{self, Reply, ReplyKind};
 use crate::command::{Command, Family};
 use crate::config::WorkloadConfig;
 use crate::metrics::{OpId, OpTable};
+use crate::proto::encode;
+use crate::proto::resp::{self, Reply, ReplyKind};
 use crate::workload::keys::{KeySpace, ValueSource, WeightedIndex, below};
 use crate::workload::verify_writes::{self, Verifier};
 use crate::workload::{Recorder, WorkerRng, Workload};
@@ -334,8 +334,8 @@ fn any_non_nil(mut elements: &[u8]) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::client::resp::split_commands as commands_in;
     use crate::config::{KeyDistribution, ValueSize, WorkloadKind};
+    use crate::proto::resp::split_commands as commands_in;
     use rand_core::SeedableRng;
 
     pub(crate) fn config() -> WorkloadConfig {

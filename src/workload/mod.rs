@@ -27,11 +27,11 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::client::cluster::ClusterWatch;
 use crate::client::sentinel::MasterWatch;
-use crate::client::{Reply, ReplyKind};
 use crate::config::{RunnerConfig, WorkloadKind};
 use crate::error::ErrorClass;
 use crate::metrics::{OpId, OpTable, ShardWriter};
 use crate::output::report::RunReport;
+use crate::proto::{Reply, ReplyKind};
 
 /// Each worker's own random source (seeded per worker for reproducible runs).
 pub type WorkerRng = Xoshiro256PlusPlus;

@@ -14,9 +14,10 @@ use std::time::Instant;
 use rand_core::SeedableRng;
 
 use crate::client::cluster::ClusterWatch;
-use crate::client::{ConnectError, ReplyKind, connect, encode};
+use crate::client::{ConnectError, connect};
 use crate::command::Family;
 use crate::config::RunnerConfig;
+use crate::proto::{ReplyKind, encode};
 use crate::workload::keys::{KeySpace, ValueSource};
 use crate::workload::mix::{RANGE_COUNT, prefix};
 use crate::workload::{WorkerRng, cluster_io};

@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::client::encode;
-use crate::client::resp::{Reply, ReplyKind};
 use crate::config::{RunnerConfig, ValueSize};
 use crate::metrics::OpId;
+use crate::proto::encode;
+use crate::proto::resp::{Reply, ReplyKind};
 use crate::workload::keys::{WeightedIndex, below};
 use crate::workload::pubsub_subscriber::Subscriber;
 use crate::workload::{Recorder, RunPlan, WorkerRng, WorkerTask, Workload};
@@ -393,7 +393,7 @@ impl Drop for Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::resp;
+    use crate::proto::resp;
     use rand_core::SeedableRng;
 
     #[test]

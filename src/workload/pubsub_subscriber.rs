@@ -33,13 +33,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::client::encode;
-use crate::client::resp::{self, Reply, ReplyKind};
 use crate::config::RunnerConfig;
 use crate::error::ErrorClass;
 use crate::metrics::ShardWriter;
 use crate::net::Conn;
 use crate::net::conn::Fill;
+use crate::proto::encode;
+use crate::proto::resp::{self, Reply, ReplyKind};
 use crate::workload::pubsub::{
     DUPLICATED, Header, LOST, OP_RECEIVE, OUT_OF_ORDER, RECEIVED, Shared,
 };

@@ -51,12 +51,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use crate::client::encode;
-use crate::client::resp::{self, Reply, ReplyKind};
 use crate::config::RunnerConfig;
 use crate::error::ErrorClass;
 use crate::metrics::{OpId, OpTable};
 use crate::output::report::RunReport;
+use crate::proto::encode;
+use crate::proto::resp::{self, Reply, ReplyKind};
 use crate::workload::keys::ValueSource;
 use crate::workload::{Recorder, RunPlan, WorkerRng, WorkerTask, Workload};
 

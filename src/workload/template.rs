@@ -10,10 +10,10 @@
 //! draws each placeholder once, so a template that names `__key__` twice uses one key.
 //! Templates with the same command name are reported as one operation.
 
-use crate::client::resp::{Reply, ReplyKind};
 use crate::command::Command;
 use crate::config::{CommandTemplate, WorkloadConfig};
 use crate::metrics::{OpId, OpTable};
+use crate::proto::resp::{Reply, ReplyKind};
 use crate::workload::keys::{KeySpace, ValueSource, WeightedIndex, below};
 use crate::workload::mix::is_hit;
 use crate::workload::{Recorder, WorkerRng, Workload};
@@ -172,7 +172,7 @@ impl Workload for Template {
             int: int_digits,
         };
         let part = |s| drawn.bytes(s);
-        crate::client::encode::array_header(out, t.args.len());
+        crate::proto::encode::array_header(out, t.args.len());
         for arg in &t.args {
             let len: usize = arg
                 .iter()

@@ -21,11 +21,11 @@
 //!
 //! Not here: the generic mix of commands (`mix.rs`).
 
-use crate::client::encode;
-use crate::client::resp::{self, Reply, ReplyKind};
 use crate::config::WorkloadConfig;
 use crate::error::ErrorClass;
 use crate::metrics::{OpId, OpTable, ShardWriter};
+use crate::proto::encode;
+use crate::proto::resp::{self, Reply, ReplyKind};
 use crate::workload::keys::{KeySpace, ValueSource, below};
 use crate::workload::{Recorder, WorkerRng, Workload};
 
@@ -374,9 +374,9 @@ impl Workload for Transaction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::resp::split_commands as commands_in;
     use crate::config::WorkloadKind;
     use crate::metrics::MetricsHub;
+    use crate::proto::resp::split_commands as commands_in;
     use rand_core::SeedableRng;
 
     fn config(size: u32, watch: bool) -> WorkloadConfig {

@@ -20,11 +20,12 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
+use crate::client::ConnectError;
 use crate::client::cluster::ClusterWatch;
-use crate::client::resp::{Reply, ReplyKind};
-use crate::client::{ConnectError, encode};
 use crate::config::{RunnerConfig, WorkloadConfig};
 use crate::output::report::RunReport;
+use crate::proto::encode;
+use crate::proto::resp::{Reply, ReplyKind};
 use crate::workload::keys::{KeySpace, key_name};
 use crate::workload::{RunPlan, WorkerRng, cluster_io};
 
@@ -449,8 +450,8 @@ pub fn verify(cfg: &RunnerConfig, plan: &RunPlan, report: &RunReport) -> serde_j
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::resp;
     use crate::config::ValueSize;
+    use crate::proto::resp;
     use rand_core::SeedableRng;
 
     fn scan(buf: &[u8]) -> (Reply, Vec<u8>) {
@@ -487,7 +488,7 @@ mod tests {
         let mut out = Vec::new();
         v.encode_set(&mut keys, &mut rng, b"FILLERFILLERFILLER", &mut out, 0);
         let args =
-            crate::client::resp::split_commands(&[b"*3\r\n$3\r\nSET\r\n" as &[u8], &out].concat());
+            crate::proto::resp::split_commands(&[b"*3\r\n$3\r\nSET\r\n" as &[u8], &out].concat());
         let key = args[0][1].clone();
         assert!(key.starts_with("k:verify:7:"), "{key}");
         // Padded to the drawn filler's length, stamp first.

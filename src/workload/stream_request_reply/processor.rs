@@ -28,13 +28,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::client::ConnectError;
-use crate::client::encode;
-use crate::client::resp::ReplyKind;
 use crate::config::{RedisConfig, RunnerConfig};
 use crate::error::ErrorClass;
 use crate::metrics::{OpId, ShardWriter};
 use crate::net::Conn;
 use crate::net::conn::Fill;
+use crate::proto::encode;
+use crate::proto::resp::ReplyKind;
 use crate::workload::stream_request_reply::{
     GAUGE_LAG, GAUGE_PENDING, GROUP, MALFORMED, OP_LPUSH, OP_XACK, OP_XAUTOCLAIM, OP_XREADGROUP,
     PROCESSED, RECLAIMED, backlog, blpop_timeout, create_group, request_stream, take,
@@ -689,7 +689,7 @@ impl Drop for Processor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::resp;
+    use crate::proto::resp;
 
     /// An entry as seen by the parser: its id, `reply_to` and `id` fields.
     type Seen = (String, Option<String>, Option<String>);
