@@ -387,7 +387,7 @@ pub static FIELDS: &[FieldSpec] = &[
         "TEST_IO_THREADS",
         None,
         Kind::Int,
-        "OS threads whose event loops drive the request/reply workers, many each (at most 256); not set: the machine's available cores",
+        "OS threads whose event loops drive the workers, many each (cluster workers still get a thread each; at most 256); not set: the machine's available cores",
     ),
     field(
         "test.duration",
