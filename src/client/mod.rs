@@ -7,8 +7,8 @@
 //! - [`sentinel`]: where the master is, and the run's master watcher.
 //! - [`tls`]: the run's rustls configuration and TLS sessions; [`backoff`]: reconnect backoff.
 //!
-//! Not here: the event-driven data plane ([`crate::net`], [`crate::runner`]), RESP itself
-//! ([`crate::proto`]), INFO and other control-plane queries ([`crate::control`]).
+//! Not here: the event-driven data plane (the `net` and `runner` modules, which use this one),
+//! RESP itself ([`crate::proto`]), INFO and other control-plane queries ([`crate::control`]).
 
 pub mod backoff;
 pub mod cluster;

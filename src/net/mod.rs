@@ -12,7 +12,7 @@
 //!   microsecond (epoll's own timeout has millisecond steps).
 //!
 //! Not here: what is sent and how replies are recorded (the runner's workers do that), and
-//! the control plane (INFO, topology, sentinels: [`crate::control`], [`crate::client`]).
+//! the control plane (INFO, topology, sentinels: the `control` and `client` modules).
 
 pub mod conn;
 pub mod link;

@@ -3,7 +3,7 @@
 //! the read buffer connections scan from ([`resp::ReadBuf`]).
 //!
 //! Nothing here allocates per command or touches a socket. Not here: connections (see
-//! [`crate::net`] and [`crate::client`]), what a reply means to a workload.
+//! the `net` and `client` modules), what a reply means to a workload.
 
 pub mod encode;
 pub mod resp;
