@@ -62,6 +62,10 @@ fn bad_input_exits_2_naming_field_and_value() {
     );
     let e = refused(&["--health-check-interval", "soon"]);
     assert!(e.contains("health_check_interval"), "{e}");
+    let e = refused(&["--io-threads", "0"]);
+    assert!(e.contains("test.io_threads") && e.contains("'0'"), "{e}");
+    let e = refused(&["--io-threads", "257"]);
+    assert!(e.contains("test.io_threads") && e.contains("256"), "{e}");
     let e = refused(&["--config-file", "/nonexistent/cfg.yaml"]);
     assert!(e.contains("/nonexistent/cfg.yaml"), "{e}");
 }
