@@ -105,7 +105,9 @@ impl Consumer {
             return;
         }
         if life.master_moved(cx) {
-            tracing::info!(processor = life.index, "the master moved; reconnecting");
+            if cx.chatter.allow() {
+                tracing::info!(processor = life.index, "the master moved; reconnecting");
+            }
             if self.p.in_flight() {
                 self.p.lost(cx.m, ErrorClass::ConnectionError);
             }

@@ -91,6 +91,59 @@ pub(super) struct Life {
     pub init_start: Option<Instant>,
 }
 
+/// Per-worker log lines of one thread (connection lost, reconnected, master moved): a few a
+/// second are written, the rest counted and summed up once a second, so that an outage of
+/// 10,000 connections is a handful of lines, not 20,000.
+pub(super) struct Chatter {
+    since: Instant,
+    written: u32,
+    held: u64,
+}
+
+/// Per-worker lines a thread writes per second before it only counts them.
+const CHATTER_PER_SECOND: u32 = 8;
+
+impl Chatter {
+    fn new() -> Self {
+        Chatter {
+            since: Instant::now(),
+            written: 0,
+            held: 0,
+        }
+    }
+
+    /// Whether to write this per-worker line now (false: it is counted instead).
+    #[cold]
+    pub(super) fn allow(&mut self) -> bool {
+        if self.written < CHATTER_PER_SECOND {
+            self.written += 1;
+            return true;
+        }
+        self.held += 1;
+        false
+    }
+
+    /// Once a second (and at the end, `force`): says how many lines were held back, and opens
+    /// the next second.
+    fn tick(&mut self, now: Instant, thread: usize, force: bool) {
+        if !force && now.saturating_duration_since(self.since) < Duration::from_secs(1) {
+            return;
+        }
+        if self.held > 0 {
+            tracing::warn!(
+                thread,
+                lines = self.held,
+                "more worker connection events in the last second (lost, reconnected, moved); the first {CHATTER_PER_SECOND} were logged"
+            );
+        }
+        *self = Chatter {
+            since: now,
+            written: 0,
+            held: 0,
+        };
+    }
+}
+
 /// What a worker's step needs from its thread.
 pub(super) struct Cx<'a> {
     pub cfg: &'a RunnerConfig,
@@ -108,6 +161,8 @@ pub(super) struct Cx<'a> {
     pub budget: &'a mut u64,
     /// Batches completed.
     pub batches: &'a mut u64,
+    /// Rate limit for per-worker log lines.
+    pub chatter: &'a mut Chatter,
 }
 
 /// What a worker does with its connection.
@@ -136,6 +191,9 @@ pub struct IoThread {
     paced_workers: usize,
     budget: u64,
     batches: u64,
+    chatter: Chatter,
+    /// Its metrics shard (names it in logs).
+    shard: usize,
     /// How long connecting every worker took at start.
     pub connected_in: Duration,
 }
@@ -169,6 +227,7 @@ macro_rules! cx {
             stopping: $stopping,
             budget: &mut $io.budget,
             batches: &mut $io.batches,
+            chatter: &mut $io.chatter,
         }
     };
 }
@@ -235,6 +294,8 @@ impl IoThread {
             paced_workers: plan.paced_workers,
             budget: u64::MAX,
             batches: 0,
+            chatter: Chatter::new(),
+            shard,
             connected_in: Duration::ZERO,
             cfg,
         };
@@ -375,6 +436,7 @@ impl IoThread {
                     let mut cx = cx!(self, true, stopping);
                     c.sweep(&mut cx, now);
                 }
+                self.chatter.tick(now, self.shard, false);
             }
         }
     }
@@ -453,6 +515,7 @@ impl IoThread {
             });
         }
         self.metrics.finish();
+        self.chatter.tick(Instant::now(), self.shard, true);
     }
 }
 
@@ -623,7 +686,7 @@ impl Life {
         cx.m.connect_attempt(true, at);
         if let Some(since) = self.init_start.take() {
             cx.m.client_initialized(since, at);
-        } else {
+        } else if cx.chatter.allow() {
             tracing::info!(worker = self.index, "reconnected");
         }
         let (host, port) = self.link.target();

@@ -53,7 +53,9 @@ impl Listener {
         }
         if cx.running {
             cx.m.command_succeeded(Instant::now());
-            tracing::info!(subscriber = life.index, "resubscribed");
+            if cx.chatter.allow() {
+                tracing::info!(subscriber = life.index, "resubscribed");
+            }
         }
         // Confirmations may already be in.
         self.receive(life, cx)
@@ -136,10 +138,12 @@ impl Listener {
             return;
         }
         if life.master_moved(cx) {
-            tracing::info!(
-                subscriber = life.index,
-                "the master moved; resubscribing there"
-            );
+            if cx.chatter.allow() {
+                tracing::info!(
+                    subscriber = life.index,
+                    "the master moved; resubscribing there"
+                );
+            }
             return life.drop_connection(cx);
         }
         let Some(every) = cx.cfg.redis.health_check_interval else {

@@ -99,7 +99,9 @@ impl Requests {
             return;
         }
         if life.master_moved(cx) {
-            tracing::info!(worker = life.index, "the master moved; reconnecting");
+            if cx.chatter.allow() {
+                tracing::info!(worker = life.index, "the master moved; reconnecting");
+            }
             return life.drop_connection(cx);
         }
         if !self.planned {
@@ -236,10 +238,12 @@ impl Requests {
         }
         life.state = State::Idle;
         if self.demoted {
-            tracing::warn!(
-                worker = life.index,
-                "the master was demoted (READONLY); asking the sentinels again"
-            );
+            if cx.chatter.allow() {
+                tracing::warn!(
+                    worker = life.index,
+                    "the master was demoted (READONLY); asking the sentinels again"
+                );
+            }
             return life.drop_connection(cx);
         }
         if self.errors >= n && n > 0 {
@@ -260,7 +264,9 @@ impl Requests {
         if life.state == State::Probing {
             return self.health_failed(life, cx, why);
         }
-        tracing::warn!(worker = life.index, error_type = %class, error = why, "connection lost; reconnecting");
+        if cx.chatter.allow() {
+            tracing::warn!(worker = life.index, error_type = %class, error = why, "connection lost; reconnecting");
+        }
         self.fail_batch(life, cx, class);
     }
 
@@ -286,11 +292,13 @@ impl Requests {
     #[cold]
     fn health_failed(&mut self, life: &mut Life, cx: &mut Cx<'_>, why: &str) {
         cx.m.data().conn.health_check_failures += 1;
-        tracing::info!(
-            worker = life.index,
-            error = why,
-            "an idle connection failed its health check; reconnecting"
-        );
+        if cx.chatter.allow() {
+            tracing::info!(
+                worker = life.index,
+                error = why,
+                "an idle connection failed its health check; reconnecting"
+            );
+        }
         life.drop_connection(cx);
     }
 
@@ -308,7 +316,9 @@ impl Requests {
         if life.state == State::Probing {
             return self.health_failed(life, cx, "no reply to PING in time");
         }
-        tracing::warn!(worker = life.index, error_type = %ErrorClass::Timeout, "no reply in time; reconnecting");
+        if cx.chatter.allow() {
+            tracing::warn!(worker = life.index, error_type = %ErrorClass::Timeout, "no reply in time; reconnecting");
+        }
         self.fail_batch(life, cx, ErrorClass::Timeout);
     }
 }
