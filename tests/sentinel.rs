@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::sentinel::{MASTER_NAME, SentinelSetup};
 use support::tls::Certs;
-use support::{assert_matches_schema, free_port, loadgen, read_json, report_of};
+use support::{assert_matches_schema, completed_after, free_port, loadgen, read_json, report_of};
 
 /// A SET-only run of 2 workers through the sentinels of `setup` for `seconds`, writing
 /// `r.json` in `work`; `--port` points at nothing, so only discovery can find the master.
@@ -577,12 +577,6 @@ fn stream_workers_follow_a_failover() {
     );
     assert_eq!(counter("mismatched"), 0);
     // Requests were answered after the failover.
-    let late: u64 = report["intervals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["elapsed_s"].as_f64().unwrap() > 4.0)
-        .map(|i| i["operations"]["REQUEST_REPLY"].as_u64().unwrap_or(0))
-        .sum();
+    let late = completed_after(&report, "REQUEST_REPLY", 4.0);
     assert!(late > 0, "{}", report["intervals"]);
 }

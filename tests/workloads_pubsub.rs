@@ -12,7 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{RedisServer, assert_counts_match, assert_matches_schema, loadgen, read_json};
+use support::{
+    RedisServer, assert_counts_match, assert_matches_schema, completed_after, loadgen, read_json,
+};
 
 fn pubsub_run(
     server: &RedisServer,
@@ -341,12 +343,6 @@ fn idle_subscribers_are_health_checked_and_replaced_when_unanswered() {
         "{receive}"
     );
     // Listening again after the pause: messages published in the last second arrived.
-    let received_late: u64 = report["intervals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["elapsed_s"].as_f64().unwrap() > 3.0)
-        .map(|i| i["operations"]["RECEIVE"].as_u64().unwrap_or(0))
-        .sum();
+    let received_late = completed_after(&report, "RECEIVE", 3.0);
     assert!(received_late > 0, "{}", report["intervals"]);
 }

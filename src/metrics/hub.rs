@@ -113,11 +113,6 @@ impl MetricsHub {
         }
     }
 
-    /// How many shards the hub has.
-    pub fn shard_count(&self) -> usize {
-        self.shards.len()
-    }
-
     /// Asks every worker to publish, waits up to `max_wait` for those still running, then adds
     /// everything published into `into`. A worker stuck in a long read publishes into the next
     /// interval instead: nothing is lost, it is only attributed late.

@@ -61,9 +61,9 @@ impl Timers {
         }
     }
 
-    /// Sets the timerfd to the earliest entry (a syscall only when that changed). Returns how
-    /// long the poll may wait at most (`cap` when the timerfd wakes it sooner or nothing is due).
-    pub fn arm(&mut self, now: Instant, cap: Duration) -> Duration {
+    /// Sets the timerfd to the earliest entry (a syscall only when that changed), so the poll
+    /// wakes for it however long the poll itself may wait.
+    pub fn arm(&mut self, now: Instant) {
         let next = self.heap.peek().map(|Reverse((at, _))| *at);
         if next != self.armed {
             if let Some(at) = next {
@@ -76,7 +76,6 @@ impl Timers {
             }
             self.armed = next;
         }
-        cap
     }
 
     /// The timerfd fired: reads it so it can fire again.

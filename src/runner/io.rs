@@ -320,11 +320,6 @@ impl IoThread {
         IoThread::connect(shard, assigned, cfg, plan, hub, stop)
     }
 
-    /// How many workers this thread drives.
-    pub fn workers(&self) -> usize {
-        self.clients.len()
-    }
-
     /// Connects every worker, [`START_CONNECTS`] at a time; a worker counts as up when its
     /// role is ready for load (a subscriber once every channel is confirmed, so that no
     /// message is published before it listens).
@@ -479,8 +474,8 @@ impl IoThread {
     /// One poll: handles readiness, then due timers.
     fn drive_once(&mut self, stopping: bool) {
         let before = Instant::now();
-        let wait = self.timers.arm(before, MAX_WAIT);
-        let polled = self.poll.poll(&mut self.events, Some(wait));
+        self.timers.arm(before);
+        let polled = self.poll.poll(&mut self.events, Some(MAX_WAIT));
         self.metrics.waited(before.elapsed());
         if let Err(e) = polled {
             if e.kind() != std::io::ErrorKind::Interrupted {

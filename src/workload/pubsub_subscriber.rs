@@ -284,11 +284,6 @@ impl Subscriber {
         self.command
     }
 
-    /// When the last message of this run arrived.
-    pub fn last_message(&self) -> Instant {
-        self.last_message
-    }
-
     /// Reads what the socket has and records every complete frame. Per message: no
     /// allocation, lock or formatting.
     #[inline]

@@ -280,6 +280,18 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("report is JSON")
 }
 
+/// How many `op` completed in the report's intervals that ended after `elapsed_s` seconds of
+/// the run (what happened late in the run, e.g. after a failover).
+pub fn completed_after(report: &serde_json::Value, op: &str, elapsed_s: f64) -> u64 {
+    report["intervals"]
+        .as_array()
+        .expect("intervals")
+        .iter()
+        .filter(|i| i["elapsed_s"].as_f64().unwrap() > elapsed_s)
+        .map(|i| i["operations"][op].as_u64().unwrap_or(0))
+        .sum()
+}
+
 /// The truth check: for every Redis command in the report, the report's total plus its
 /// setup (`--prefill`) and warm-up traffic equals the server's own `INFO commandstats` delta
 /// (calls + rejected_calls); success + errors = total; intervals add up to the total.
